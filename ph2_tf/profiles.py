@@ -1,0 +1,26 @@
+"""Training profiles: the study's full setting and a CPU-sized one."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Input size, model width and global batch size for one training setting.
+
+    Args:
+        image_size: side of the square training images, in pixels.
+        width: multiplier applied to every filter count (1.0 is the study's model).
+        batch_size: global batch size (split over replicas under a distribution strategy).
+    """
+
+    image_size: int
+    width: float
+    batch_size: int
+
+
+PROFILES = {
+    # The study: 256x256 inputs, the published filter counts, batch 12.
+    "full": Profile(image_size=256, width=1.0, batch_size=12),
+    # Sized for 2 CPU cores: a quarter of the pixels and a quarter of the filters.
+    "small": Profile(image_size=128, width=0.25, batch_size=12),
+}
