@@ -1,0 +1,56 @@
+"""Building blocks shared by the model factories."""
+
+import keras
+
+
+def scaled(filters, width):
+    """Return `filters * width` rounded, at least 1.
+
+    Args:
+        filters: Filter count of the full-size (study) model.
+        width: Width multiplier, e.g. 0.25 for the small CPU profile.
+
+    Example:
+
+    >>> scaled(64, 0.25)
+    16
+    """
+    return max(1, round(filters * width))
+
+
+def conv_block(x, filters, batch_norm, name):
+    """Apply a stack of 3x3 'same' convolutions, each followed by optional BatchNorm and ReLU.
+
+    Args:
+        x: Input tensor `(B, H, W, C)`.
+        filters: Filter count of each convolution, in order.
+        batch_norm: Whether to put BatchNormalization between each convolution and its ReLU.
+        name: Name prefix of the created layers.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((None, None, 3))
+    x = conv_block(inputs, [64, 64], batch_norm=False, name="enc1")
+    ```
+    """
+    for i, count in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(count, 3, padding="same", name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = keras.layers.ReLU(name=f"{name}_relu{i}")(x)
+    return x
+
+
+def check_input_shape(input_shape, multiple, model_name):
+    """Raise a ValueError unless `input_shape` is `(H, W, 3)` with H, W None or multiples."""
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"{model_name} expects input_shape (height, width, 3). Received: {input_shape}"
+        )
+    for size in input_shape[:2]:
+        if size is not None and size % multiple:
+            raise ValueError(
+                f"{model_name} needs height and width that are multiples of {multiple}. "
+                f"Received: input_shape={input_shape}"
+            )
