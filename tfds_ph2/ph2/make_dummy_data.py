@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image
 
 DUMMY_DATA_DIR = Path(__file__).resolve().parent / "dummy_data"
+IMAGES_DIR = "PH2 Dataset images"
+METADATA_FILE = "PH2_dataset.txt"
 
 # (case id, width, height, clinical diagnosis, histological diagnosis, asymmetry, pigment
 # network, dots/globules, streaks, regression areas, blue-whitish veil, colours). Four cases per
@@ -65,7 +67,7 @@ def _table_row(case: tuple) -> str:
     )
 
 
-def _lesion(width: int, height: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+def fake_lesion(width: int, height: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     """A brown ellipse on skin-coloured background, and its mask."""
     y, x = np.mgrid[0:height, 0:width]
     cy, cx = height / 2 + index % 3 - 1, width / 2 + index % 4 - 1.5
@@ -96,10 +98,10 @@ def write_dummy_data(out_dir: Path = DUMMY_DATA_DIR) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     root = out_dir / "PH2Dataset"
-    images_dir = root / "PH2 Dataset images"
+    images_dir = root / IMAGES_DIR
     for index, case in enumerate(CASES):
         case_id, width, height = case[:3]
-        image, mask = _lesion(width, height, index)
+        image, mask = fake_lesion(width, height, index)
         case_dir = images_dir / case_id
         (case_dir / f"{case_id}_Dermoscopic_Image").mkdir(parents=True)
         (case_dir / f"{case_id}_lesion").mkdir()
@@ -112,7 +114,23 @@ def write_dummy_data(out_dir: Path = DUMMY_DATA_DIR) -> None:
         else:
             Image.fromarray(mask).save(mask_path)  # A bool array becomes a mode "1" (1-bit) BMP.
     lines = (_HEADER, *(_table_row(case) for case in CASES), *_LEGEND)
-    (root / "PH2_dataset.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode("ascii"))
+    (root / METADATA_FILE).write_bytes(("\r\n".join(lines) + "\r\n").encode("ascii"))
+
+
+def copy_cases(case_ids: list[str], dest: Path, src: Path = DUMMY_DATA_DIR) -> Path:
+    """Copies some cases of the fake database, and their table rows, to `dest/PH2Dataset/`.
+
+    Tests corrupt such copies; returns `dest/PH2Dataset`.
+    """
+    src_root, root = src / "PH2Dataset", dest / "PH2Dataset"
+    for case_id in case_ids:
+        shutil.copytree(src_root / IMAGES_DIR / case_id, root / IMAGES_DIR / case_id)
+    lines = (src_root / METADATA_FILE).read_bytes().split(b"\r\n")
+    kept = [
+        line for line in lines if not line.startswith(b"|| IMD") or line[3:9].decode() in case_ids
+    ]
+    (root / METADATA_FILE).write_bytes(b"\r\n".join(kept))
+    return root
 
 
 if __name__ == "__main__":

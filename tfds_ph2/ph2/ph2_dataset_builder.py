@@ -394,6 +394,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         """Finds and checks all cases before anything is written, then splits them."""
         cases = {case.case_id: case for case in collect_cases(self._find_root(dl_manager))}
         splits = split_case_ids({case_id: case.label for case_id, case in cases.items()})
+        for name, ids in splits.items():
+            if not ids:  # TFDS cannot write an empty split; say why instead.
+                raise Ph2DataError(
+                    f"Only {len(cases)} PH2 cases found ({', '.join(sorted(cases))}): the "
+                    f"{name!r} split would be empty. It needs 4 cases of at least one class."
+                )
         return {
             name: self._generate_examples([cases[i] for i in ids]) for name, ids in splits.items()
         }

@@ -1,10 +1,14 @@
 """TFDS builder test of `ph2` on the fake database in `dummy_data/`, for every config."""
 
+import shutil
+
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from tfds_ph2.ph2 import ph2_dataset_builder
-from tfds_ph2.ph2.make_dummy_data import CASES
+from tfds_ph2.ph2.make_dummy_data import CASES, copy_cases, fake_lesion
 
 
 class Ph2Test(tfds.testing.DatasetBuilderTestCase):
@@ -37,3 +41,74 @@ def test_dummy_metadata_parses_like_the_generator_wrote_it():
     assert rows["IMD058"]["colors"] == (1, 3, 4, 5, 6)
     assert rows["IMD049"]["criteria"]["dots_globules"] == "typical"
     assert rows["IMD049"]["criteria"]["streaks"] == "present"
+
+
+@pytest.fixture(scope="module")
+def dummy_data_dir(tmp_path_factory):
+    """A data dir with the `original` config prepared from `dummy_data/`."""
+    data_dir = tmp_path_factory.mktemp("data")
+    _prepare(ph2_dataset_builder.DUMMY_DATA_DIR, data_dir)
+    return data_dir
+
+
+def _prepare(manual_dir, data_dir, config="original"):
+    builder = tfds.builder(f"ph2/{config}", data_dir=data_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
+    return builder
+
+
+def _examples(builder, split="train+validation+test"):
+    return {ex["image_id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+def test_examples_equal_source_files(dummy_data_dir):
+    examples = _examples(tfds.builder("ph2", data_dir=dummy_data_dir))
+    images = ph2_dataset_builder.DUMMY_DATA_DIR / "PH2Dataset" / "PH2 Dataset images"
+    for index, (case_id, width, height, *_) in enumerate(CASES):
+        example = examples[case_id]
+        source = np.asarray(
+            Image.open(images / case_id / f"{case_id}_Dermoscopic_Image" / f"{case_id}.bmp")
+        )
+        np.testing.assert_array_equal(example["image"], source)
+        # IMD002's mask is a top-down 24-bit BMP, the others 1-bit BMPs: all must come out upright.
+        _, mask = fake_lesion(width, height, index)
+        np.testing.assert_array_equal(example["segmentation_mask"][..., 0], mask)
+    assert examples["IMD058"]["colors"].tolist() == [True, False, True, True, True, True]
+    assert examples["IMD058"]["histological_diagnosis"] == b"Melanoma"
+
+
+def test_split_slicing(dummy_data_dir):
+    def load(split):
+        return len(tfds.load("ph2", split=split, data_dir=dummy_data_dir, download=False))
+
+    assert load("train+validation") == 9
+    assert load("train[:50%]") == 3
+    assert load("train[:50%]+test") == 6
+
+
+def test_zip_in_manual_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("PH2_MANUAL_DIR", raising=False)
+    root = copy_cases(["IMD002", "IMD048", "IMD049", "IMD057"], tmp_path / "src")
+    shutil.make_archive(str(tmp_path / "manual" / "PH2Dataset"), "zip", root.parent, root.name)
+    builder = _prepare(tmp_path / "manual", tmp_path / "data")
+    assert builder.info.splits.total_num_examples == 4
+
+
+def test_png_images_and_contents_directly_in_manual_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("PH2_MANUAL_DIR", raising=False)
+    root = copy_cases(["IMD002", "IMD048", "IMD049", "IMD057"], tmp_path / "manual")
+    for bmp in root.glob("*/*/*_Dermoscopic_Image/*.bmp"):
+        Image.open(bmp).save(bmp.with_suffix(".png"))
+        bmp.unlink()
+    for path in root.iterdir():  # The archive's contents, without the PH2Dataset/ folder.
+        path.rename(tmp_path / "manual" / path.name)
+    builder = _prepare(tmp_path / "manual", tmp_path / "data")
+    assert builder.info.splits.total_num_examples == 4
+
+
+def test_env_var_is_the_fallback_manual_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PH2_MANUAL_DIR", str(ph2_dataset_builder.DUMMY_DATA_DIR))
+    builder = _prepare(tmp_path / "empty_manual_dir", tmp_path / "data")
+    assert builder.info.splits.total_num_examples == len(CASES)
