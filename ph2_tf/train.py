@@ -6,9 +6,11 @@
 
 import csv
 import dataclasses
+import importlib.util
 import json
 import os
 import pathlib
+import warnings
 
 import keras
 import tensorflow as tf
@@ -161,7 +163,8 @@ def make_callbacks(cfg, out_dir):
             argument keeps the signature stable for the tuner).
         out_dir: directory receiving `best.keras` (best `val_jaccard`), `backup/`
             (`BackupAndRestore`: a killed run resumes at its next epoch), `log.csv` (appended on
-            resume), and `tensorboard/`.
+            resume), and `tensorboard/` (only when the `tensorboard` package is installed:
+            TensorFlow >= 2.20 no longer installs it, and its summary ops need it).
 
     Returns:
         A list of Keras callbacks.
@@ -169,7 +172,7 @@ def make_callbacks(cfg, out_dir):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / LOG_FILE
-    return [
+    callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(backup_dir=str(out_dir / "backup")),
         keras.callbacks.ModelCheckpoint(
@@ -181,8 +184,12 @@ def make_callbacks(cfg, out_dir):
             initial_value_threshold=_best_logged(log_path, MONITOR),
         ),
         keras.callbacks.CSVLogger(str(log_path), append=True),
-        keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")),
     ]
+    if importlib.util.find_spec("tensorboard") is None:
+        warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=2)
+    else:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
+    return callbacks
 
 
 def worker_out_dir(out_dir, strategy):

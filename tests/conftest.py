@@ -1,0 +1,79 @@
+"""Shared fixtures: the dummy PH2 dataset prepared once per session, and a subprocess runner."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import types
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS_DIR = pathlib.Path(__file__).resolve().parent / "scripts"
+
+
+@pytest.fixture(scope="session")
+def ph2_dummy(tmp_path_factory):
+    """The dummy PH2 data (`tfds_ph2.ph2.DUMMY_DATA_DIR`) prepared as TFDS `ph2/original`.
+
+    Returns:
+        A namespace with `data_dir` (a fresh TFDS data directory) and `manual_dir` (the dummy
+        data), both as strings.
+    """
+    import tensorflow_datasets as tfds
+
+    import tfds_ph2
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    manual_dir = str(tfds_ph2.ph2.DUMMY_DATA_DIR)
+    tfds.builder("ph2/original", data_dir=data_dir).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
+    return types.SimpleNamespace(data_dir=data_dir, manual_dir=manual_dir)
+
+
+def subprocess_env(**extra):
+    """Environment for a child Python process: CPU only, quiet TensorFlow, the repo importable.
+
+    Args:
+        **extra: variables to add or override.
+
+    Returns:
+        A dict for `subprocess`'s `env`.
+    """
+    env = dict(os.environ)
+    env.pop("TF_CONFIG", None)
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+        CUDA_VISIBLE_DEVICES="",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def run_python(args, *, timeout=300, check=True, env=None, cwd=None):
+    """Runs `python <args>` in a child process and returns the completed process.
+
+    Args:
+        args: arguments after the interpreter (a script path or `-m module`, then its arguments).
+        timeout: seconds before the child is killed.
+        check: fail the test (showing the child's output) if the exit status is not 0.
+        env: environment (`subprocess_env()` when None).
+        cwd: working directory (the repository root when None).
+
+    Returns:
+        The `subprocess.CompletedProcess`, with text `stdout` and `stderr`.
+    """
+    proc = subprocess.run(
+        [sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=subprocess_env() if env is None else env,
+        cwd=str(cwd or REPO_ROOT),
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"{args} exited with {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,114 @@
+"""Tests of ph2_tf.train: strategy choice, MirroredStrategy equivalence, reproducibility, resume."""
+
+import csv
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from conftest import SCRIPTS_DIR, run_python
+
+from ph2_tf import train
+
+TINY = dict(model="unet", loss="bce", image_size=32, width=0.125, batch_size=4)
+
+
+def tiny_config(ph2_dummy, out_dir, **overrides):
+    """A `TrainConfig` for the dummy data, small enough for CI."""
+    return train.TrainConfig(
+        **{
+            **TINY,
+            "epochs": 1,
+            "data_dir": ph2_dummy.data_dir,
+            "manual_dir": ph2_dummy.manual_dir,
+            "out_dir": str(out_dir),
+            **overrides,
+        }
+    )
+
+
+def run_training(cfg, tmp_path, name, kill_after=None, check=True):
+    """Runs `tests/scripts/train_run.py` on `cfg`; returns the process and the weights file."""
+    config_path = tmp_path / f"{name}.json"
+    cfg.save(config_path)
+    weights_path = tmp_path / f"{name}.npz"
+    args = [SCRIPTS_DIR / "train_run.py", config_path, weights_path]
+    proc = run_python(args + ([kill_after] if kill_after else []), check=check)
+    return proc, weights_path
+
+
+def logged_epochs(out_dir):
+    """Epoch numbers (0-based) in a run's CSV log."""
+    with (out_dir / train.LOG_FILE).open(newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_get_strategy_without_gpu_or_tf_config_is_default(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("checks the CPU-only choice")
+    strategy = train.get_strategy()
+    assert strategy is tf.distribute.get_strategy()
+    assert strategy.num_replicas_in_sync == 1
+
+
+def test_config_round_trip(tmp_path):
+    cfg = train.TrainConfig(model="segnet", loss="dice", augment=True, out_dir=str(tmp_path))
+    cfg.save(tmp_path / "config.json")
+    assert train.TrainConfig.load(tmp_path / "config.json") == cfg
+
+
+@pytest.mark.filterwarnings("ignore:tensorboard is not installed")
+def test_make_callbacks_lists_the_required_callbacks(tmp_path):
+    callbacks = train.make_callbacks(train.TrainConfig(), tmp_path / "run")
+    names = [type(c).__name__ for c in callbacks]
+    assert names.index("BackupAndRestore") < names.index("CSVLogger")
+    for name in ("ModelCheckpoint", "TerminateOnNaN"):
+        assert name in names
+    assert ("TensorBoard" in names) == (importlib.util.find_spec("tensorboard") is not None)
+    checkpoint = callbacks[names.index("ModelCheckpoint")]
+    assert checkpoint.monitor == "val_jaccard"
+    assert checkpoint.save_best_only
+
+
+def test_mirrored_step_matches_single_device(tmp_path):
+    result_path = tmp_path / "mirrored.json"
+    run_python([SCRIPTS_DIR / "mirrored_step.py", result_path])
+    result = json.loads(result_path.read_text())
+    assert result["replicas"] == 2
+    for optimizer in ("adamw", "sgd"):
+        step = result[optimizer]
+        assert step["loss_mirrored"] == pytest.approx(step["loss_single"], rel=1e-5)
+        assert step["max_weight_change"] > 1e-4  # the step did move the weights
+        assert step["max_weight_diff"] < 1e-3 * step["max_weight_change"]
+
+
+def test_cpu_training_is_reproducible(ph2_dummy, tmp_path):
+    weights = []
+    for name in ("first", "second"):
+        cfg = tiny_config(ph2_dummy, tmp_path / name, augment=True)
+        weights_path = run_training(cfg, tmp_path, name)[1]
+        weights.append(np.load(weights_path))
+    first, second = weights
+    assert first.files == second.files
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
+    out_dir = tmp_path / "run"
+    cfg = tiny_config(ph2_dummy, out_dir, epochs=3)
+    killed, _ = run_training(cfg, tmp_path, "killed", kill_after=2, check=False)
+    assert killed.returncode == -9, killed.stderr
+    assert logged_epochs(out_dir) == [0, 1]
+    assert (out_dir / "backup").is_dir()
+
+    resumed, _ = run_training(cfg, tmp_path, "resumed")
+    assert logged_epochs(out_dir) == [0, 1, 2]
+    assert "Epoch 3/3" in resumed.stdout
+    assert "Epoch 1/3" not in resumed.stdout and "Epoch 2/3" not in resumed.stdout
+    assert not (out_dir / "backup").exists()  # removed once training completes
+    assert (out_dir / train.BEST_MODEL_FILE).exists()
+    assert train.TrainConfig.load(out_dir / train.CONFIG_FILE) == cfg
