@@ -15,6 +15,7 @@ SCORES = (
     ("seed_score", "seed_score", "seed score (pixel acc.)"),
     ("jaccard", "jaccard", "Jaccard"),
     ("dice", "dice", "Dice"),
+    ("jaccard_full_res", "jaccard", "Jaccard at original size"),
 )
 CSV_COLUMNS = (
     ["model", "epochs", "optimizer", "loss", "learning_rate", "seeds"]
@@ -53,7 +54,8 @@ def summarize(records, configurations, study_scores=None) -> list[dict]:
             "name": config.name,
         }
         for name, key, _ in SCORES:
-            values = [r["test"][key] for r in mine]
+            split = "test_original_resolution" if name.endswith("_full_res") else "test"
+            values = [r[split][key] for r in mine]
             row[f"{name}_mean"] = float(np.mean(values))
             row[f"{name}_std"] = float(np.std(values))
         row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in mine]))
@@ -101,11 +103,11 @@ def write_markdown(rows, path, settings_line):
 def plot_comparison(rows, path):
     """Grouped bars of seed score, Jaccard and Dice per configuration, std as error bars."""
     x = np.arange(len(rows))
-    bar = 0.27
+    bar = 0.8 / len(SCORES)
     fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(rows) + 2), 4.5))
     for i, (name, _, label) in enumerate(SCORES):
         ax.bar(
-            x + (i - 1) * bar,
+            x + (i - (len(SCORES) - 1) / 2) * bar,
             [r[f"{name}_mean"] for r in rows],
             bar,
             yerr=[r[f"{name}_std"] for r in rows],

@@ -12,7 +12,6 @@ import json
 import time
 from pathlib import Path
 
-import keras
 import keras_tuner
 import numpy as np
 
@@ -125,19 +124,21 @@ class PH2HyperModel(keras_tuner.HyperModel):
 
     Args:
         settings: a `SearchSettings`.
+        strategy: the `tf.distribute.Strategy` the tuner trains under.
 
     Example:
 
     ```python
-    hypermodel = PH2HyperModel(settings)
+    hypermodel = PH2HyperModel(settings, tf.distribute.get_strategy())
     tuner = keras_tuner.GridSearch(hypermodel, objective=OBJECTIVE, directory="results/x")
     tuner.search()
     ```
     """
 
-    def __init__(self, settings: SearchSettings):
+    def __init__(self, settings: SearchSettings, strategy):
         super().__init__(name="ph2")
         self.settings = settings
+        self.strategy = strategy
 
     def configuration(self, hp) -> Configuration:
         if self.settings.grid is not None:
@@ -171,8 +172,10 @@ class PH2HyperModel(keras_tuner.HyperModel):
         return self._build_seeded(config, self.settings.seeds[0])
 
     def _build_seeded(self, config, seed):
-        keras.utils.set_random_seed(seed)
-        return train.build_and_compile(self.train_config(config, seed))
+        cfg = self.train_config(config, seed)
+        train.set_seeds(seed, cfg.deterministic)
+        with self.strategy.scope():
+            return train.build_and_compile(cfg)
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
         config = self.configuration(hp)
@@ -194,16 +197,14 @@ class PH2HyperModel(keras_tuner.HyperModel):
     def _train_seed(self, config, seed, model, tuner_callbacks):
         cfg = self.train_config(config, seed)
         profile = self.settings.profile
-        strategy = train.get_strategy()
-        split_kwargs = dict(
+        common = dict(
             image_size=profile.image_size,
             batch_size=profile.batch_size,
             data_dir=cfg.data_dir,
             manual_dir=cfg.manual_dir,
-            strategy=strategy,
         )
-        train_ds = data.load_split("train", training=True, seed=seed, **split_kwargs)
-        val_ds = data.load_split("validation", **split_kwargs)
+        train_ds = data.load_split("train", training=True, seed=seed, **common)
+        val_ds = data.load_split("validation", **common)
         print(f"--- {config.name}, seed {seed} ---", flush=True)
         start = time.perf_counter()
         history = model.fit(
@@ -216,6 +217,8 @@ class PH2HyperModel(keras_tuner.HyperModel):
         train_seconds = time.perf_counter() - start
         # The study's numbers describe the model after its configured epochs, so we evaluate
         # the final weights (no checkpoint selection) on both held-out splits.
+        validation = evaluate.evaluate(model, "validation", original_resolution=False, **common)
+        test = evaluate.evaluate(model, "test", **common)
         record = {
             "configuration": dataclasses.asdict(config),
             "name": config.name,
@@ -225,8 +228,9 @@ class PH2HyperModel(keras_tuner.HyperModel):
             "train_seconds": train_seconds,
             "epochs_run": len(history.history["loss"]),
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-            "validation": evaluate.evaluate(model, "validation", **split_kwargs),
-            "test": evaluate.evaluate(model, "test", **split_kwargs),
+            "validation": validation["training_resolution"],
+            "test": test["training_resolution"],
+            "test_original_resolution": test["original_resolution"],
         }
         model_path = self.settings.model_path(config, seed)
         model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,13 +253,14 @@ def make_tuner(settings: SearchSettings, mode: str = "grid", max_trials: int = 2
             optimization over `SEARCH_SPACE` for `max_trials` trials.
         max_trials: trial budget of 'search'.
     """
+    strategy = train.get_strategy()
     common = dict(
-        hypermodel=PH2HyperModel(settings),
+        hypermodel=PH2HyperModel(settings, strategy),
         objective=OBJECTIVE,
         directory=str(settings.run_dir),
         project_name="tuner",
         overwrite=False,
-        distribution_strategy=train.get_strategy(),
+        distribution_strategy=strategy,
         seed=settings.seeds[0],
     )
     if mode == "grid":
