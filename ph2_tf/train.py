@@ -119,7 +119,8 @@ def get_strategy():
 def build_and_compile(cfg):
     """Builds the model and compiles it with AdamW, the configured loss and the metrics.
 
-    Call inside `strategy.scope()` so that variables are created by the strategy.
+    Call inside `strategy.scope()` so that variables are created by the strategy. Under
+    `MultiWorkerMirroredStrategy` the model also gets `_adapt_for_multi_worker`.
 
     Args:
         cfg: a `TrainConfig`.
@@ -140,7 +141,35 @@ def build_and_compile(cfg):
         loss=get_loss(cfg.loss),
         metrics=segmentation_metrics(),
     )
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        _adapt_for_multi_worker(model, cfg.image_size)
     return model
+
+
+def _adapt_for_multi_worker(model, image_size):
+    """Works around two Keras 3 (<= 3.15) bugs with MultiWorkerMirroredStrategy (keras#20585).
+
+    1. Before its first step, `fit`/`evaluate` averages one distributed batch with
+       `strategy.reduce` only to learn the input shapes for building the metric, loss and
+       optimizer state; MultiWorkerMirroredStrategy cannot reduce an `(x, y)` tuple. Here the
+       state is built from the known shapes and that pre-build is turned off for this model.
+    2. Each step's logs are averaged over replicas with `strategy.reduce("MEAN", v, axis=0)`,
+       which fails on the scalar logs; the train and test steps here return them as shape `(1,)`,
+       which that reduction turns back into scalars.
+
+    Args:
+        model: the compiled model, inside the strategy's scope.
+        image_size: side of the square training images.
+    """
+    shapes = ((None, image_size, image_size, 3), (None, image_size, image_size, 1))
+    model._symbolic_build(data_batch=tuple(tf.TensorSpec(shape) for shape in shapes))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+    def vector_logs(step):
+        return lambda batch: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(batch))
+
+    model.train_step = vector_logs(model.train_step)
+    model.test_step = vector_logs(model.test_step)
 
 
 def _best_logged(log_path, monitor):
