@@ -121,11 +121,6 @@ class MaxUnpooling2D(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         pooled, indices, reference = self._unpack(inputs)
-        if tuple(pooled.shape) != tuple(indices.shape):
-            raise ValueError(
-                "`pooled` and `indices` must have the same shape. "
-                f"Received: pooled.shape={pooled.shape}, indices.shape={indices.shape}"
-            )
         batch, height, width, channels = pooled.shape
         if reference is None:
             height = None if height is None else height * POOL_SIZE
@@ -141,6 +136,10 @@ class MaxUnpooling2D(keras.layers.Layer):
                 "MaxUnpooling2D expects a list [pooled, indices] or [pooled, indices, reference]. "
                 f"Received: {inputs!r}"
             )
-        if len(inputs) == 2:
-            return inputs[0], inputs[1], None
-        return tuple(inputs)
+        pooled, indices, reference = (*inputs, None) if len(inputs) == 2 else inputs
+        if tuple(pooled.shape) != tuple(indices.shape):
+            raise ValueError(
+                "`pooled` and `indices` must have the same shape. "
+                f"Received: pooled.shape={pooled.shape}, indices.shape={indices.shape}"
+            )
+        return pooled, indices, reference
