@@ -88,24 +88,29 @@ class _Tee:
         return False
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def settings_from_args(args):
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be at least 1, received {args.seeds}")
-    profile = PROFILES[args.profile]
     run_name = args.run_name or f"{args.mode}-{args.profile}-seeds{args.seeds}"
-    settings = tuning.SearchSettings(
-        profile=profile,
+    return tuning.SearchSettings(
+        profile=PROFILES[args.profile],
         seeds=tuple(range(args.seeds)),
         run_dir=Path(args.results_dir) / run_name,
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
         grid=selected_grid(args) if args.mode == "grid" else None,
     )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    settings = settings_from_args(args)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.run_dir / "run.log", "a") as log, contextlib.redirect_stdout(
-        _Tee(sys.stdout, log)
-    ), contextlib.redirect_stderr(_Tee(sys.stderr, log)):
+    with (
+        open(settings.run_dir / "run.log", "a") as log,
+        contextlib.redirect_stdout(_Tee(sys.stdout, log)),
+        contextlib.redirect_stderr(_Tee(sys.stderr, log)),
+    ):
         run(args, settings)
 
 
@@ -203,21 +208,28 @@ def _plot_masks(settings, best, count=4):
 
 
 def _export(settings, record, base_dir, model_name):
+    summary = {
+        "name": record["name"],
+        "configuration": record["configuration"],
+        "seed": record["seed"],
+        "profile": record["profile"],
+        "source_run": str(settings.run_dir),
+        "validation": record["validation"],
+        "test": record["test"],
+        "test_original_resolution": record["test_original_resolution"],
+    }
+    for existing in sorted(Path(base_dir, model_name).glob("*/test_metrics.json")):
+        if json.loads(existing.read_text()) == summary:  # a rerun of a finished search
+            print(f"{record['name']} (seed {record['seed']}) already at {existing.parent}")
+            return
     path = export.export_for_serving(
         _load(settings, record),
         base_dir=base_dir,
         model_name=model_name,
         image_size=settings.profile.image_size,
     )
-    export.write_models_config(base_dir)
-    summary = {
-        "configuration": record["configuration"],
-        "seed": record["seed"],
-        "profile": record["profile"],
-        "validation": record["validation"],
-        "test": record["test"],
-        "source_run": str(settings.run_dir),
-    }
+    # TF Serving's Docker image conventionally sees the model root mounted at /models.
+    export.write_models_config(base_dir, serving_root="/models")
     (Path(path) / "test_metrics.json").write_text(json.dumps(summary, indent=2))
     print(f"exported {record['name']} (seed {record['seed']}) to {path}", flush=True)
 

@@ -75,7 +75,7 @@ def write_markdown(rows, path, settings_line):
     """`comparison.md`: our test-split scores (mean ± std over seeds) beside the study's."""
     header = ["model", "epochs", "optimizer", "loss", "lr"]
     header += [label for _, _, label in SCORES]
-    header += ["train time (s)", "study's \"IoU\" (= pixel acc.)"]
+    header += ["train time (s)", 'study\'s "IoU" (= pixel acc.)']
     lines = [
         "# PH2 comparison (test split, 50 images)",
         "",

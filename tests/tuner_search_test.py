@@ -1,0 +1,94 @@
+"""End to end: a 2-configuration, 1-epoch grid of `tuner_search.py` on the dummy PH2 data."""
+
+import csv
+import dataclasses
+import json
+
+import pytest
+
+import tuner_search
+from ph2_tf import report
+from ph2_tf.profiles import Profile
+
+CONFIGURATIONS = ["unet-bce-lr0.0001-e30", "segnet-dice-lr0.0001-e10"]
+TINY = Profile(image_size=32, width=0.125, batch_size=2)
+
+
+def _run(tmp_path, ph2_dummy):
+    args = tuner_search.parse_args(
+        [
+            "--only",
+            *CONFIGURATIONS,
+            "--epochs",
+            "1",
+            "--run-name",
+            "tiny",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--saved-models-dir",
+            str(tmp_path / "saved_models"),
+            "--data-dir",
+            ph2_dummy.data_dir,
+            "--manual-dir",
+            ph2_dummy.manual_dir,
+        ]
+    )
+    settings = dataclasses.replace(tuner_search.settings_from_args(args), profile=TINY, verbose=0)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    tuner_search.run(args, settings)
+    return settings.run_dir
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, ph2_dummy):
+    tmp_path = tmp_path_factory.mktemp("tuner")
+    run_dir = _run(tmp_path, ph2_dummy)
+    records = {p.name: p.stat().st_mtime_ns for p in (run_dir / "records").glob("*.json")}
+    return tmp_path, run_dir, records
+
+
+def test_writes_every_output(finished_run):
+    tmp_path, run_dir, records = finished_run
+    for name in ["comparison.md", "comparison.csv", "curves.png", "masks.png", "comparison.png"]:
+        assert (run_dir / name).stat().st_size > 0, name
+    # --epochs 1 overrides the configurations' epochs, and so their names.
+    assert sorted(records) == [
+        "segnet-dice-lr0.0001-e1__seed0.json",
+        "unet-bce-lr0.0001-e1__seed0.json",
+    ]
+    assert list(run_dir.glob("runs/*/seed0/tensorboard/**/events.out.tfevents.*"))
+
+    with open(run_dir / "comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == report.CSV_COLUMNS
+    assert [(r["model"], r["loss"], r["epochs"], r["seeds"]) for r in rows] == [
+        ("unet", "bce", "1", "1"),
+        ("segnet", "dice", "1", "1"),
+    ]
+    for row in rows:
+        assert row["optimizer"] == "AdamW"
+        for column in ["seed_score_mean", "jaccard_mean", "dice_mean"]:
+            assert 0.0 <= float(row[column]) <= 1.0
+        assert float(row["jaccard_std"]) == 0.0  # one seed
+
+    table = (run_dir / "comparison.md").read_text()
+    assert "seed score (pixel acc.)" in table and "Jaccard" in table
+
+    for model in ["ph2_unet", "ph2_segnet"]:
+        version = tmp_path / "saved_models" / model / "1"
+        assert (version / "saved_model.pb").exists()
+        metrics = json.loads((version / "test_metrics.json").read_text())
+        assert set(metrics["test"]) >= {"jaccard", "dice", "seed_score"}
+    config = (tmp_path / "saved_models" / "models.config").read_text()
+    assert 'name: "ph2_unet"' in config and 'name: "ph2_segnet"' in config
+
+
+def test_rerun_skips_finished_trials(finished_run, ph2_dummy, capsys):
+    tmp_path, run_dir, records = finished_run
+    capsys.readouterr()
+    _run(tmp_path, ph2_dummy)
+    assert ", seed 0 ---" not in capsys.readouterr().out  # no training started
+    after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "records").glob("*.json")}
+    assert after == records  # nothing rewritten
+    # Neither is anything exported twice.
+    assert sorted(p.name for p in (tmp_path / "saved_models" / "ph2_unet").iterdir()) == ["1"]
