@@ -1,0 +1,150 @@
+"""SavedModel export in TF Serving layout, and the TF Serving `models.config`.
+
+Layout: `<base_dir>/<model_name>/<version>/saved_model.pb` (+ `variables/`), as TF Serving expects
+under a model's base path. The `serving_default` signature takes uint8 images `[N, H, W, 3]` of
+any size, resizes and scales them inside the graph exactly as `ph2_tf.data` does for training,
+and returns, at the input's size:
+
+- `probabilities`: float32 `[N, H, W, 1]` lesion probability;
+- `mask`: uint8 `[N, H, W, 1]`, 1 where the probability is at least the threshold.
+
+Another dtype is rejected by the signature ("expected to be a uint8 tensor"), another rank by
+the graph ("input must be 4-dimensional"), both as `InvalidArgumentError`.
+
+Loading needs only TensorFlow (`tf.saved_model.load`), not this package.
+"""
+
+import pathlib
+
+import keras
+import tensorflow as tf
+
+from ph2_tf import data
+from ph2_tf.heads import lesion_probability
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "images"
+MODELS_CONFIG = "models.config"
+
+
+def _training_size(model):
+    """Square training size read from a model's static input shape, or None."""
+    _, height, width, _ = model.input_shape
+    return height if height is not None and height == width else None
+
+
+def serving_function(model, image_size, threshold=0.5):
+    """The serving computation: uint8 images of any size -> probabilities and mask at that size.
+
+    Args:
+        model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits.
+        image_size: training size `S` the images are resized to before the model.
+        threshold: probability at or above which a pixel is lesion.
+
+    Returns:
+        A function of a uint8 `[N, H, W, 3]` tensor returning `{'probabilities', 'mask'}`.
+    """
+
+    def serve(images):
+        size = tf.shape(images)[1:3]
+        scaled = tf.cast(images, tf.float32) / 255.0
+        logits = model(data.resize_image(scaled, (image_size, image_size)), training=False)
+        probabilities = tf.image.resize(lesion_probability(logits), size, method="bilinear")
+        return {
+            "probabilities": probabilities,
+            "mask": tf.cast(probabilities >= threshold, tf.uint8),
+        }
+
+    return serve
+
+
+def next_version(model_dir):
+    """Next TF Serving version number under a model's base path (1 when there is none).
+
+    Args:
+        model_dir: `<base_dir>/<model_name>`.
+
+    Returns:
+        One more than the largest integer-named subdirectory, or 1.
+    """
+    model_dir = pathlib.Path(model_dir)
+    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_for_serving(
+    model, base_dir="saved_models", model_name=None, version=None, image_size=None, threshold=0.5
+):
+    """Writes a SavedModel with a `serving_default` signature in TF Serving layout.
+
+    Args:
+        model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits
+            (either head: 1-channel sigmoid or 2-channel softmax).
+        base_dir: TF Serving model root; the SavedModel goes to `<base_dir>/<model_name>/<version>`.
+        model_name: TF Serving model name; `model.name` when None.
+        version: positive integer version; the next free one when None.
+        image_size: training size `S`; read from the model's static input shape when None.
+        threshold: probability at or above which the `mask` output is 1.
+
+    Returns:
+        The version directory written, as a `pathlib.Path`.
+    """
+    image_size = image_size or _training_size(model)
+    if image_size is None:
+        raise ValueError(
+            "image_size is required for a model without a static square input shape, got "
+            f"input_shape={model.input_shape}"
+        )
+    model_name = model_name or model.name
+    model_dir = pathlib.Path(base_dir) / model_name
+    version = next_version(model_dir) if version is None else version
+    if not isinstance(version, int) or version <= 0:
+        raise ValueError(f"version must be a positive int, got {version!r}")
+    path = model_dir / str(version)
+    if path.exists():
+        raise ValueError(f"export directory already exists: {str(path)!r}")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE,
+        serving_function(model, image_size, threshold),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
+    )
+    archive.write_out(str(path), verbose=False)
+    return path
+
+
+def write_models_config(base_dir="saved_models", serving_root=None):
+    """Writes `<base_dir>/models.config`, a TF Serving `model_config_list` of exported models.
+
+    Every subdirectory of `base_dir` holding at least one integer-named version with a
+    `saved_model.pb` is listed; TF Serving serves its latest version.
+
+    Args:
+        base_dir: the directory `export_for_serving` wrote to.
+        serving_root: the directory `base_dir` is seen as by the server (e.g. `/models` when it
+            is mounted there in a container); `base_dir`'s absolute path when None.
+
+    Returns:
+        The path of the config written, as a `pathlib.Path`.
+    """
+    base_dir = pathlib.Path(base_dir)
+    root = serving_root or str(base_dir.resolve())
+    names = sorted(
+        model_dir.name
+        for model_dir in base_dir.glob("*")
+        if any(p.parent.name.isdigit() for p in model_dir.glob("*/saved_model.pb"))
+    )
+    if not names:
+        raise ValueError(f"no exported SavedModel versions under {str(base_dir)!r}")
+    entries = "".join(
+        "  config {\n"
+        f'    name: "{name}"\n'
+        f'    base_path: "{root.rstrip("/")}/{name}"\n'
+        '    model_platform: "tensorflow"\n'
+        "  }\n"
+        for name in names
+    )
+    path = base_dir / MODELS_CONFIG
+    path.write_text("model_config_list {\n" + entries + "}\n")
+    return path

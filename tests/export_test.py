@@ -1,0 +1,86 @@
+"""Tests of ph2_tf.export: TF Serving layout, signature, servability from a fresh process."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import SCRIPTS_DIR, run_python, subprocess_env
+
+from ph2_tf import data, export
+from ph2_tf.heads import lesion_probability
+from ph2_tf.models import build_model
+
+IMAGE_SIZE = 64
+HEIGHT, WIDTH = 561, 767
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny SegNet (unpooling layers, 2-class softmax head) exported to a fresh base dir."""
+    base_dir = tmp_path_factory.mktemp("saved_models")
+    model = build_model(
+        "segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125, num_classes=2
+    )
+    path = export.export_for_serving(model, base_dir=base_dir, model_name="segnet")
+    return model, base_dir, path
+
+
+def test_tf_serving_layout_and_models_config(exported):
+    _, base_dir, path = exported
+    assert path == base_dir / "segnet" / "1"
+    assert (path / "saved_model.pb").exists() and (path / "variables").is_dir()
+    assert export.next_version(base_dir / "segnet") == 2
+    config = export.write_models_config(base_dir, serving_root="/models").read_text()
+    assert config.startswith("model_config_list {")
+    assert 'name: "segnet"' in config
+    assert 'base_path: "/models/segnet"' in config
+    assert 'model_platform: "tensorflow"' in config
+
+
+def test_export_rejects_existing_version_and_bad_version(exported):
+    model, base_dir, _ = exported
+    with pytest.raises(ValueError, match="already exists"):
+        export.export_for_serving(model, base_dir=base_dir, model_name="segnet", version=1)
+    with pytest.raises(ValueError, match="version must be a positive int"):
+        export.export_for_serving(model, base_dir=base_dir, model_name="segnet", version=0)
+
+
+def test_saved_model_cli_lists_the_signature(exported):
+    path = exported[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all"]
+        + ["--dir", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    signature = proc.stdout.split("signature_def['serving_default']")[1]
+    assert "dtype: DT_UINT8" in signature and "shape: (-1, -1, -1, 3)" in signature
+    assert "outputs['probabilities']" in signature and "outputs['mask']" in signature
+
+
+def test_fresh_process_serves_full_size_images(exported, tmp_path):
+    model, _, path = exported
+    images = np.random.default_rng(0).integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    args = [tmp_path / "images.npy", tmp_path / "outputs.npz", tmp_path / "report.json"]
+    run_python([SCRIPTS_DIR / "serve_saved_model.py", path, *args])
+    outputs = np.load(tmp_path / "outputs.npz")
+    report = json.loads((tmp_path / "report.json").read_text())
+
+    assert not report["ph2_tf_imported"]
+    assert outputs["mask"].shape == (1, HEIGHT, WIDTH, 1) and outputs["mask"].dtype == np.uint8
+    scaled = data.resize_image(images.astype(np.float32) / 255.0, (IMAGE_SIZE, IMAGE_SIZE))
+    expected = tf.image.resize(lesion_probability(model(scaled)), (HEIGHT, WIDTH)).numpy()
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
+    np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)
+    clear = np.abs(expected - 0.5) > 1e-4  # an untrained model sits near 0.5
+    np.testing.assert_array_equal(outputs["mask"][clear], expected[clear] >= 0.5)
+
+    assert report["float32"] is not None and "uint8" in report["float32"]["message"]
+    assert report["rank3"] is not None and "4-dimensional" in report["rank3"]["message"]
