@@ -1,0 +1,126 @@
+"""Evaluation of a segmentation model on a PH2 split, at training and at original resolution."""
+
+import json
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from ph2_tf import data
+from ph2_tf.heads import lesion_probability
+from ph2_tf.metrics import compute_metrics
+
+
+def predict_split(model, split, *, image_size, batch_size=8, data_dir=None, manual_dir=None):
+    """Lesion probabilities of a model on every image of a split, at training resolution.
+
+    Args:
+        model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits.
+        split: TFDS split string.
+        image_size: the model's training size `S`.
+        batch_size: images per forward pass.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory (used only if the dataset is not prepared yet).
+
+    Returns:
+        `(probabilities, masks)`: dicts keyed by image id of float32 `(S, S)` lesion
+        probabilities and of bool `(S, S)` ground-truth masks at the same size.
+    """
+    examples = data.load_examples(
+        split, data.tfds_config_for(image_size), data_dir=data_dir, manual_dir=manual_dir
+    )
+    batches = examples.map(
+        lambda example: (*data.preprocess(example, image_size), example["image_id"])
+    ).batch(batch_size)
+    probabilities, masks = {}, {}
+    for images, true_masks, ids in batches:
+        probs = np.asarray(lesion_probability(model(images, training=False)))
+        for image_id, prob, mask in zip(ids.numpy(), probs, true_masks.numpy(), strict=True):
+            probabilities[image_id.decode()] = prob[..., 0]
+            masks[image_id.decode()] = mask[..., 0] > 0.5
+    return probabilities, masks
+
+
+def evaluate(
+    model,
+    split="test",
+    *,
+    image_size,
+    batch_size=8,
+    threshold=0.5,
+    original_resolution=True,
+    data_dir=None,
+    manual_dir=None,
+):
+    """Segmentation metrics of a model on a split.
+
+    At training resolution, predictions are compared with the masks resized to the training size.
+    At original resolution, each probability map is resized back (bilinear) to its image's own
+    size, thresholded, and compared with the full-size mask of the TFDS `original` config.
+
+    Args:
+        model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits.
+        split: TFDS split string.
+        image_size: the model's training size `S`.
+        batch_size: images per forward pass.
+        threshold: probability at or above which a pixel is lesion.
+        original_resolution: also compute the original-resolution metrics.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory (used only if the dataset is not prepared yet).
+
+    Returns:
+        A JSON-serialisable dict: `split`, `image_size`, `threshold`, `num_images`,
+        `training_resolution` (metric name -> float) and, if requested, `original_resolution`.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    probabilities, masks = predict_split(
+        model,
+        split,
+        image_size=image_size,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+    )
+    ids = sorted(probabilities)
+    result = {
+        "split": split,
+        "image_size": image_size,
+        "threshold": threshold,
+        "num_images": len(ids),
+        "training_resolution": _metrics(
+            [masks[i] for i in ids], [probabilities[i] >= threshold for i in ids]
+        ),
+    }
+    if original_resolution:
+        full_masks, full_preds = [], []
+        originals = data.load_examples(split, "original", data_dir=data_dir, manual_dir=manual_dir)
+        for example in originals.as_numpy_iterator():
+            full_mask = example["segmentation_mask"][..., 0] > 0
+            prob = probabilities[example["image_id"].decode()]
+            resized = tf.image.resize(prob[..., None], full_mask.shape, method="bilinear")
+            full_masks.append(full_mask)
+            full_preds.append(resized.numpy()[..., 0] >= threshold)
+        result["original_resolution"] = _metrics(full_masks, full_preds)
+    return result
+
+
+def _metrics(true_masks, pred_masks):
+    """`compute_metrics` with plain Python floats (JSON-serialisable)."""
+    return {name: float(value) for name, value in compute_metrics(true_masks, pred_masks).items()}
+
+
+def write_json(result, path):
+    """Writes an evaluation result as indented JSON, creating parent directories.
+
+    Args:
+        result: the dict returned by `evaluate`.
+        path: destination file.
+
+    Returns:
+        The path written, as a `pathlib.Path`.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return path
