@@ -1,0 +1,108 @@
+"""Tests of ph2_tf.data: TFDS config choice, pipeline shapes and values, shuffling, augmentation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ph2_tf import data
+
+SIZE = 32
+
+
+def split_arrays(ph2_dummy, split, **kwargs):
+    """All `(images, masks)` of one pass over `load_split`, as concatenated NumPy arrays."""
+    ds = data.load_split(
+        split,
+        image_size=SIZE,
+        batch_size=4,
+        data_dir=ph2_dummy.data_dir,
+        manual_dir=ph2_dummy.manual_dir,
+        **kwargs,
+    )
+    batches = list(ds.as_numpy_iterator())
+    return tuple(np.concatenate(parts) for parts in zip(*batches, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("image_size", "config"), [(128, "resized_128"), (256, "resized_256"), (64, "original")]
+)
+def test_tfds_config_for(image_size, config):
+    assert data.tfds_config_for(image_size) == config
+
+
+@pytest.mark.parametrize(("name", "value"), [("image_size", 0), ("batch_size", 2.5)])
+def test_load_split_rejects_bad_sizes(name, value):
+    kwargs = {"image_size": SIZE, "batch_size": 4, name: value}
+    with pytest.raises(ValueError, match=f"{name} must be a positive int, got {value}"):
+        data.load_split("train", **kwargs)
+
+
+def test_eval_pipeline_shapes_values_and_order(ph2_dummy):
+    images, masks = split_arrays(ph2_dummy, "validation")
+    examples = data.load_examples("validation", data_dir=ph2_dummy.data_dir)
+    assert len(images) == len(masks) == int(examples.cardinality())
+    assert images.shape[1:] == (SIZE, SIZE, 3) and images.dtype == np.float32
+    assert masks.shape[1:] == (SIZE, SIZE, 1) and masks.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert set(np.unique(masks)) <= {0.0, 1.0}
+    again, _ = split_arrays(ph2_dummy, "validation")
+    np.testing.assert_array_equal(images, again)  # evaluation order is fixed
+
+
+def test_training_shuffle_is_seeded_and_changes_each_epoch(ph2_dummy):
+    reference, _ = split_arrays(ph2_dummy, "train")
+    first, _ = split_arrays(ph2_dummy, "train", training=True, seed=3)
+    same, _ = split_arrays(ph2_dummy, "train", training=True, seed=3)
+    np.testing.assert_array_equal(first, same)
+
+    def order(images):
+        return [int(np.argmin(np.abs(reference - image).sum(axis=(1, 2, 3)))) for image in images]
+
+    assert sorted(order(first)) == list(range(len(reference)))  # a permutation of the split
+    ds = data.load_split(
+        "train",
+        image_size=SIZE,
+        batch_size=64,
+        training=True,
+        seed=3,
+        data_dir=ph2_dummy.data_dir,
+    )
+    epochs = [order(next(iter(ds))[0].numpy()) for _ in range(3)]
+    assert epochs[0] == order(first)
+    assert epochs[1] != epochs[0] or epochs[2] != epochs[0]
+
+
+def test_augmented_training_batches_keep_ranges(ph2_dummy):
+    images, masks = split_arrays(ph2_dummy, "train", training=True, augment=True, seed=1)
+    assert images.shape[1:] == (SIZE, SIZE, 3) and 0.0 <= images.min() and images.max() <= 1.0
+    assert set(np.unique(masks)) <= {0.0, 1.0}
+
+
+def test_augment_example_moves_image_and_mask_together():
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    lesion = ((yy - 10) ** 2 + (xx - 20) ** 2 < 60) | ((yy > 24) & (xx < 8))
+    image = np.where(lesion[..., None], 0.85, 0.15).astype(np.float32) * np.ones(3, np.float32)
+    mask = lesion[..., None].astype(np.float32)
+    outputs = [
+        data.augment_example(tf.constant(image), tf.constant(mask), tf.constant([seed, 7]))
+        for seed in range(8)
+    ]
+    for aug_image, aug_mask in outputs:
+        aug_image, aug_mask = aug_image.numpy(), aug_mask.numpy()
+        assert aug_image.shape == image.shape and aug_mask.shape == mask.shape
+        assert set(np.unique(aug_mask)) <= {0.0, 1.0}
+        agreement = np.mean((aug_image[..., 0] > 0.5) == (aug_mask[..., 0] > 0.5))
+        assert agreement > 0.97
+    assert len({o[1].numpy().tobytes() for o in outputs}) > 1  # seeds give different transforms
+    repeat = data.augment_example(tf.constant(image), tf.constant(mask), tf.constant([0, 7]))
+    np.testing.assert_array_equal(repeat[0], outputs[0][0])
+
+
+def test_distributed_dataset_through_a_strategy(ph2_dummy):
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    ds = data.load_split(
+        "test", image_size=SIZE, batch_size=2, data_dir=ph2_dummy.data_dir, strategy=strategy
+    )
+    assert isinstance(ds, tf.distribute.DistributedDataset)
+    images, masks = next(iter(ds))
+    assert images.shape == (2, SIZE, SIZE, 3) and masks.shape == (2, SIZE, SIZE, 1)
