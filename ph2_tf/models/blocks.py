@@ -2,6 +2,12 @@
 
 import keras
 
+# He initialisation, as the U-Net paper prescribes for its ReLU layers (Gaussian, std
+# sqrt(2 / fan_in)). With Keras' default Glorot the narrow, BatchNorm-free UNet of the small
+# profile still predicted all background after 30 epochs at lr 1e-4; with He it reached a
+# validation Jaccard of 0.73 after 15 epochs (96x96, width 1/8, BCE, seed 0).
+KERNEL_INITIALIZER = "he_normal"
+
 
 def scaled(filters, width):
     """Return `filters * width` rounded, at least 1.
@@ -35,7 +41,13 @@ def conv_block(x, filters, batch_norm, name):
     ```
     """
     for i, count in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(count, 3, padding="same", name=f"{name}_conv{i}")(x)
+        x = keras.layers.Conv2D(
+            count,
+            3,
+            padding="same",
+            kernel_initializer=KERNEL_INITIALIZER,
+            name=f"{name}_conv{i}",
+        )(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = keras.layers.ReLU(name=f"{name}_relu{i}")(x)

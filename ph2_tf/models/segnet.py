@@ -3,7 +3,7 @@
 import keras
 
 from ph2_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
-from ph2_tf.models.blocks import check_input_shape, conv_block, scaled
+from ph2_tf.models.blocks import KERNEL_INITIALIZER, check_input_shape, conv_block, scaled
 
 # Filters of each conv-BN-ReLU, one tuple per block (VGG16 layout).
 ENCODER = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -48,5 +48,7 @@ def build_segnet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="se
         pool_input, indices = pooled_from[level - 1]
         x = MaxUnpooling2D(name=f"dec{level}_unpool")([x, indices, pool_input])
         x = conv_block(x, [scaled(f, width) for f in block], batch_norm=True, name=f"dec{level}")
-    outputs = keras.layers.Conv2D(num_classes, 3, padding="same", name="logits")(x)
+    outputs = keras.layers.Conv2D(
+        num_classes, 3, padding="same", kernel_initializer=KERNEL_INITIALIZER, name="logits"
+    )(x)
     return keras.Model(inputs, outputs, name=name)

@@ -2,7 +2,7 @@
 
 import keras
 
-from ph2_tf.models.blocks import check_input_shape, conv_block, scaled
+from ph2_tf.models.blocks import KERNEL_INITIALIZER, check_input_shape, conv_block, scaled
 
 FILTERS = (64, 128, 256, 512, 1024)  # per level, top to bottom; the last is the bottleneck
 CONVS_PER_LEVEL = 2
@@ -42,8 +42,12 @@ def build_unet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="unet
     x = conv_block(x, [filters[-1]] * CONVS_PER_LEVEL, batch_norm=False, name="bottleneck")
     for level in range(len(skips), 0, -1):
         count = filters[level - 1]
-        x = keras.layers.Conv2DTranspose(count, 2, strides=2, name=f"dec{level}_up")(x)
+        x = keras.layers.Conv2DTranspose(
+            count, 2, strides=2, kernel_initializer=KERNEL_INITIALIZER, name=f"dec{level}_up"
+        )(x)
         x = keras.layers.Concatenate(name=f"dec{level}_concat")([skips[level - 1], x])
         x = conv_block(x, [count] * CONVS_PER_LEVEL, batch_norm=False, name=f"dec{level}")
-    outputs = keras.layers.Conv2D(num_classes, 3, padding="same", name="logits")(x)
+    outputs = keras.layers.Conv2D(
+        num_classes, 3, padding="same", kernel_initializer=KERNEL_INITIALIZER, name="logits"
+    )(x)
     return keras.Model(inputs, outputs, name=name)
