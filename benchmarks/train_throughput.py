@@ -29,7 +29,7 @@ JIT_CHOICES = {"auto": "auto", "true": True, "false": False}
 
 
 def measure(model_name, profile, loss, warmup_steps, timed_steps, jit_compile, seed=0):
-    """Return the mean training images/s of `timed_steps` steps after `warmup_steps` steps.
+    """Time training steps; return (images/s, parameter count, resolved jit_compile).
 
     Args:
         model_name: One of `MODEL_NAMES`.
@@ -37,7 +37,7 @@ def measure(model_name, profile, loss, warmup_steps, timed_steps, jit_compile, s
         loss: A loss name of `ph2_tf.losses.LOSS_NAMES`.
         warmup_steps: Untimed steps first (at least 1: the first step compiles).
         timed_steps: Timed steps.
-        jit_compile: Passed to `model.compile` ('auto', True or False).
+        jit_compile: Passed to `model.compile`: True, False or 'auto' (Keras: XLA only on GPU).
         seed: Seed of the weights and the random batch.
     """
     keras.utils.set_random_seed(seed)
@@ -63,7 +63,7 @@ def measure(model_name, profile, loss, warmup_steps, timed_steps, jit_compile, s
     for _ in range(timed_steps):
         model.train_on_batch(images, masks)
     seconds = time.perf_counter() - start
-    return timed_steps * batch / seconds, model.count_params()
+    return timed_steps * batch / seconds, model.count_params(), model.jit_compile
 
 
 def main():
@@ -85,14 +85,14 @@ def main():
     )
     header = (
         f"{'model':<8} {'profile':<8} {'size':>5} {'width':>6} {'batch':>6} "
-        f"{'params':>12} {'img/s':>9}"
+        f"{'params':>12} {'xla':>5} {'img/s':>9}"
     )
     print(header)
     print("-" * len(header))
     for profile_name in args.profiles:
         profile = PROFILES[profile_name]
         for model_name in args.models:
-            images_per_second, params = measure(
+            images_per_second, params, xla = measure(
                 model_name,
                 profile,
                 args.loss,
@@ -102,7 +102,7 @@ def main():
             )
             print(
                 f"{model_name:<8} {profile_name:<8} {profile.image_size:>5} {profile.width:>6} "
-                f"{profile.batch_size:>6} {params:>12,} {images_per_second:>9.2f}",
+                f"{profile.batch_size:>6} {params:>12,} {xla!s:>5} {images_per_second:>9.2f}",
                 flush=True,
             )
 
