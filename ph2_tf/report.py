@@ -92,7 +92,10 @@ def write_markdown(rows, path, settings_line):
             row["loss"],
             f"{row['learning_rate']:g}",
         ]
-        cells += [f"{row[f'{n}_mean']:.3f} ± {row[f'{n}_std']:.3f}" for n, _, _ in SCORES]
+        for name, _, _ in SCORES:
+            mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+            # A standard deviation over one seed would only look like certainty.
+            cells.append(f"{mean:.3f} ± {std:.3f}" if row["seeds"] > 1 else f"{mean:.3f}")
         cells.append(f"{row['train_seconds_mean']:.0f}")
         study = row["study_iou"]
         cells.append("did not train" if study is None else f"{study:.4f}")
