@@ -1,9 +1,10 @@
-"""End to end: a 2-configuration, 1-epoch grid of `tuner_search.py` on the dummy PH2 data."""
+"""End to end: a 2-configuration, 1-epoch, 2-seed grid of `tuner_search.py` on dummy PH2."""
 
 import csv
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 import tuner_search
@@ -23,6 +24,8 @@ def _run(tmp_path, ph2_dummy):
             "1",
             "--run-name",
             "tiny",
+            "--seeds",
+            "2",
             "--results-dir",
             str(tmp_path / "results"),
             "--saved-models-dir",
@@ -53,8 +56,9 @@ def test_writes_every_output(finished_run):
         assert (run_dir / name).stat().st_size > 0, name
     # --epochs 1 overrides the configurations' epochs, and so their names.
     assert sorted(records) == [
-        "segnet-dice-lr0.0001-e1__seed0.json",
-        "unet-bce-lr0.0001-e1__seed0.json",
+        f"{name}__seed{seed}.json"
+        for name in ["segnet-dice-lr0.0001-e1", "unet-bce-lr0.0001-e1"]
+        for seed in (0, 1)
     ]
     assert list(run_dir.glob("runs/*/seed0/tensorboard/**/events.out.tfevents.*"))
 
@@ -62,17 +66,23 @@ def test_writes_every_output(finished_run):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == report.CSV_COLUMNS
     assert [(r["model"], r["loss"], r["epochs"], r["seeds"]) for r in rows] == [
-        ("unet", "bce", "1", "1"),
-        ("segnet", "dice", "1", "1"),
+        ("unet", "bce", "1", "2"),
+        ("segnet", "dice", "1", "2"),
     ]
     for row in rows:
         assert row["optimizer"] == "AdamW"
         for column in ["seed_score_mean", "jaccard_mean", "dice_mean"]:
             assert 0.0 <= float(row[column]) <= 1.0
-        assert float(row["jaccard_std"]) == 0.0  # one seed
+        name = f"{row['model']}-{row['loss']}-lr0.0001-e1"
+        seeds = [
+            json.loads((run_dir / "records" / f"{name}__seed{s}.json").read_text()) for s in (0, 1)
+        ]
+        jaccards = [r["test"]["jaccard"] for r in seeds]
+        assert float(row["jaccard_mean"]) == pytest.approx(np.mean(jaccards))
+        assert float(row["jaccard_std"]) == pytest.approx(np.std(jaccards))
 
     table = (run_dir / "comparison.md").read_text()
-    assert "seed score (pixel acc.)" in table and "Jaccard" in table
+    assert "seed score (pixel acc.)" in table and "Jaccard" in table and " ± " in table
 
     for model in ["ph2_unet", "ph2_segnet"]:
         version = tmp_path / "saved_models" / model / "1"
