@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ph2_tf import data, export, report, tuning
+from ph2_tf import data, export, report, train, tuning
 from ph2_tf.heads import lesion_probability
 from ph2_tf.profiles import PROFILES
 
@@ -134,7 +134,15 @@ def run(args, settings):
     rows = report.summarize(records, configurations, tuning.STUDY_SCORES)
     run_dir = settings.run_dir
     report.write_csv(rows, run_dir / "comparison.csv")
-    report.write_markdown(rows, run_dir / "comparison.md", _settings_line(args, settings))
+    test_images = data.load_examples(
+        "test",
+        data.tfds_config_for(settings.profile.image_size),
+        data_dir=settings.data_dir,
+        manual_dir=settings.manual_dir,
+    ).cardinality()
+    report.write_markdown(
+        rows, run_dir / "comparison.md", _settings_line(args, settings), test_images
+    )
     report.plot_comparison(rows, run_dir / "comparison.png")
     report.plot_curves(records, run_dir / "curves.png")
 
@@ -152,7 +160,8 @@ def _settings_line(args, settings):
     return (
         f"Profile `{args.profile}`: {p.image_size}×{p.image_size} inputs, "
         f"filter counts ×{p.width}, "
-        f"global batch {p.batch_size}, AdamW (weight decay as in `ph2_tf.train`), no augmentation; "
+        f"global batch {p.batch_size}, AdamW (weight decay {train.TrainConfig.weight_decay}), "
+        "no augmentation; "
         f"seeds {list(settings.seeds)}; scores are per-image means on the fixed test split, "
         f"computed on the final weights after the configured epochs."
     )

@@ -59,7 +59,8 @@ def summarize(records, configurations, study_scores=None) -> list[dict]:
             row[f"{name}_mean"] = float(np.mean(values))
             row[f"{name}_std"] = float(np.std(values))
         row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in mine]))
-        row["study_iou"] = (study_scores or {}).get(config)
+        # None: the study ran this configuration and it did not train; "": not in the study.
+        row["study_iou"] = (study_scores or {}).get(config, "")
         rows.append(row)
     return rows
 
@@ -71,13 +72,13 @@ def write_csv(rows, path):
         writer.writerows(rows)
 
 
-def write_markdown(rows, path, settings_line):
+def write_markdown(rows, path, settings_line, test_images):
     """`comparison.md`: our test-split scores (mean ± std over seeds) beside the study's."""
     header = ["model", "epochs", "optimizer", "loss", "lr"]
     header += [label for _, _, label in SCORES]
     header += ["train time (s)", 'study\'s "IoU" (= pixel acc.)']
     lines = [
-        "# PH2 comparison (test split, 50 images)",
+        f"# PH2 comparison (test split, {test_images} images)",
         "",
         settings_line,
         "",
@@ -98,7 +99,7 @@ def write_markdown(rows, path, settings_line):
             cells.append(f"{mean:.3f} ± {std:.3f}" if row["seeds"] > 1 else f"{mean:.3f}")
         cells.append(f"{row['train_seconds_mean']:.0f}")
         study = row["study_iou"]
-        cells.append("did not train" if study is None else f"{study:.4f}")
+        cells.append({None: "did not train", "": "—"}.get(study) or f"{study:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     Path(path).write_text("\n".join(lines) + "\n")
 
@@ -120,7 +121,7 @@ def plot_comparison(rows, path):
     ax.set_xticks(x, [r["name"] for r in rows], rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test score (mean ± std over seeds)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(SCORES), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
