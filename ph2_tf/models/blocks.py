@@ -7,6 +7,12 @@ import keras
 # profile still predicted all background after 30 epochs at lr 1e-4; with He it reached a
 # validation Jaccard of 0.73 after 15 epochs (96x96, width 1/8, BCE, seed 0).
 KERNEL_INITIALIZER = "he_normal"
+# PyTorch's BatchNorm defaults, which the study used: its momentum 0.1 weighs the new batch, Keras'
+# momentum weighs the running average, so 0.9 here. With Keras' 0.99 the running statistics lag
+# far behind after the 135 steps of a 15-epoch run: SegNet's training Jaccard rose to 0.52 while
+# its validation Jaccard (inference mode, running statistics) fell to 0.
+BATCH_NORM_MOMENTUM = 0.9
+BATCH_NORM_EPSILON = 1e-5
 
 
 def scaled(filters, width):
@@ -49,7 +55,9 @@ def conv_block(x, filters, batch_norm, name):
             name=f"{name}_conv{i}",
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = keras.layers.BatchNormalization(
+                momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name=f"{name}_bn{i}"
+            )(x)
         x = keras.layers.ReLU(name=f"{name}_relu{i}")(x)
     return x
 
