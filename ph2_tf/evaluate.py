@@ -105,6 +105,39 @@ def evaluate(
     return result
 
 
+def evaluate_serving(serve, split="test", *, data_dir=None, manual_dir=None):
+    """Segmentation metrics of a serving function on a split, at each image's original size.
+
+    This measures what a client of the exported model gets: the original uint8 image goes in,
+    the signature resizes it and returns its `mask` at the image's size, which is compared with
+    the full-size ground truth of the TFDS `original` config.
+
+    Args:
+        serve: a callable taking `images=` uint8 `[1, H, W, 3]` and returning a dict with `mask`
+            `[1, H, W, 1]`: a loaded SavedModel's `signatures["serving_default"]`, or
+            `export.serving_function(...)` before export.
+        split: TFDS split string.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory (used only if the dataset is not prepared yet).
+
+    Returns:
+        A JSON-serialisable dict: `split`, `num_images`, `resolution` (`"original"`) and
+        `metrics` (metric name -> float).
+    """
+    true_masks, pred_masks = [], []
+    originals = data.load_examples(split, "original", data_dir=data_dir, manual_dir=manual_dir)
+    for example in originals.as_numpy_iterator():
+        mask = serve(images=tf.constant(example["image"][None]))["mask"]
+        pred_masks.append(np.asarray(mask)[0, ..., 0] > 0)
+        true_masks.append(example["segmentation_mask"][..., 0] > 0)
+    return {
+        "split": split,
+        "num_images": len(true_masks),
+        "resolution": "original",
+        "metrics": _metrics(true_masks, pred_masks),
+    }
+
+
 def _metrics(true_masks, pred_masks):
     """`compute_metrics` with plain Python floats (JSON-serialisable)."""
     return {name: float(value) for name, value in compute_metrics(true_masks, pred_masks).items()}

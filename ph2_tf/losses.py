@@ -36,12 +36,18 @@ def _soft_dice_loss(y_true, logits, smooth):
 
 
 @keras.saving.register_keras_serializable(package="ph2_tf")
-class BinaryCrossentropy(keras.losses.Loss):
+class BCEWithLogits(keras.losses.Loss):
     """Sigmoid cross-entropy from logits, with optional label smoothing.
 
     With `label_smoothing=0` this is PyTorch's BCEWithLogitsLoss, which is also what the study's
     SoftBCEWithLogitsLoss computed (it ran with no smoothing). A smoothing `s` uses the targets
-    `y * (1 - s) + s / 2`.
+    `y * (1 - s) + s / 2`, Keras' convention (as `keras.losses.BinaryCrossentropy`): `s = 0.1`
+    gives targets 0.05 / 0.95. segmentation_models_pytorch's `SoftBCEWithLogitsLoss` with
+    `smooth_factor=f` uses `y * (1 - f) + (1 - y) * f` instead, i.e. 0.1 / 0.9 for `f = 0.1`,
+    which is `label_smoothing=2 * f` here. We keep Keras' meaning because the name
+    `label_smoothing` promises it to Keras users, and because the study ran with no smoothing at
+    all, so neither convention would reproduce it. Named differently from Keras' own
+    `BinaryCrossentropy` on purpose: this one always takes logits and returns one value per image.
 
     Args:
         label_smoothing: Smoothing factor in [0, 1].
@@ -51,7 +57,7 @@ class BinaryCrossentropy(keras.losses.Loss):
     Example:
 
     ```python
-    loss = BinaryCrossentropy(label_smoothing=0.1)
+    loss = BCEWithLogits(label_smoothing=0.1)
     value = loss(np.ones((1, 4, 4, 1)), np.zeros((1, 4, 4, 1)))  # log(2)
     ```
     """
@@ -164,7 +170,7 @@ class FocalLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="ph2_tf")
-class CategoricalCrossentropy(keras.losses.Loss):
+class SoftmaxCrossEntropy(keras.losses.Loss):
     """Two-class softmax cross-entropy for a 2-channel head (channel 1 = lesion).
 
     The mask `(B, H, W, 1)` is the index of the true class. A 1-channel head is rejected: a
@@ -177,7 +183,7 @@ class CategoricalCrossentropy(keras.losses.Loss):
     Example:
 
     ```python
-    value = CategoricalCrossentropy()(np.ones((1, 4, 4, 1)), np.zeros((1, 4, 4, 2)))  # log(2)
+    value = SoftmaxCrossEntropy()(np.ones((1, 4, 4, 1)), np.zeros((1, 4, 4, 2)))  # log(2)
     ```
     """
 
@@ -196,15 +202,15 @@ class CategoricalCrossentropy(keras.losses.Loss):
 
 
 _LOSSES = {
-    "bce": (BinaryCrossentropy, {}),
+    "bce": (BCEWithLogits, {}),
     "soft_bce": (
-        BinaryCrossentropy,
+        BCEWithLogits,
         {"label_smoothing": DEFAULT_LABEL_SMOOTHING, "name": "soft_bce"},
     ),
     "dice": (DiceLoss, {}),
     "bce_dice": (BCEDiceLoss, {}),
     "focal": (FocalLoss, {}),
-    "cross_entropy": (CategoricalCrossentropy, {}),
+    "cross_entropy": (SoftmaxCrossEntropy, {}),
 }
 LOSS_NAMES = tuple(_LOSSES)
 
@@ -247,4 +253,4 @@ def num_classes_for(name):
     2
     """
     _check_name(name)
-    return 2 if _LOSSES[name][0] is CategoricalCrossentropy else 1
+    return 2 if _LOSSES[name][0] is SoftmaxCrossEntropy else 1

@@ -3,7 +3,7 @@
 Every score is computed per image from that image's confusion counts and then averaged over
 images (so a small lesion weighs as much as a large one, as in ISIC 2018):
 
-- `seed_score`: pixel accuracy `(TP + TN) / pixels`. The study's tables call it "IoU"; it is
+- `pixel_accuracy`: `(TP + TN) / pixels`. The study's tables call it "IoU"; it is
   about 0.68 for an all-background prediction on PH2.
 - `jaccard`: `TP / (TP + FP + FN)`.
 - `dice`: `2 TP / (2 TP + FP + FN)`.
@@ -31,7 +31,7 @@ def _ratio(numerator, denominator):
     return ops.where(denominator > 0, numerator / safe, 1.0)
 
 
-def seed_score(tp, fp, fn, tn):
+def pixel_accuracy(tp, fp, fn, tn):
     """Pixel accuracy from confusion counts (the study's "IoU")."""
     return (tp + tn) / (tp + fp + fn + tn)
 
@@ -63,7 +63,7 @@ def specificity(tp, fp, fn, tn):
 
 
 SCORES = {
-    "seed_score": seed_score,
+    "pixel_accuracy": pixel_accuracy,
     "jaccard": jaccard,
     "dice": dice,
     "thresholded_jaccard": thresholded_jaccard,
@@ -191,7 +191,7 @@ def compute_metrics(true_masks, pred_masks):
     Example:
 
     >>> truth = [np.ones((2, 2)), np.zeros((3, 1))]
-    >>> compute_metrics(truth, [np.ones((2, 2)), np.ones((3, 1))])["seed_score"]
+    >>> compute_metrics(truth, [np.ones((2, 2)), np.ones((3, 1))])["pixel_accuracy"]
     0.5
     """
     if len(true_masks) != len(pred_masks) or not len(true_masks):

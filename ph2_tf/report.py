@@ -1,4 +1,8 @@
-"""Comparison tables and plots from the per-seed records that `ph2_tf.tuning` writes."""
+"""Comparison tables and plots from the per-seed records that `ph2_tf.tuning` writes.
+
+Spreads are the sample standard deviation over seeds (`ddof=1`), shown only with 2 or more
+seeds; a diverged seed (no metrics) is counted in its own column, not averaged in.
+"""
 
 import csv
 import json
@@ -12,7 +16,7 @@ import numpy as np  # noqa: E402
 
 # (column name, record key, label in comparison.md)
 SCORES = (
-    ("seed_score", "seed_score", "seed score (pixel acc.)"),
+    ("pixel_accuracy", "pixel_accuracy", 'pixel accuracy (the study\'s "IoU")'),
     ("jaccard", "jaccard", "Jaccard"),
     ("dice", "dice", "Dice"),
     ("jaccard_full_res", "jaccard", "Jaccard at original size"),
@@ -20,8 +24,9 @@ SCORES = (
 CSV_COLUMNS = (
     ["model", "epochs", "optimizer", "loss", "learning_rate", "seeds"]
     + [f"{name}_{stat}" for name, _, _ in SCORES for stat in ("mean", "std")]
-    + ["train_seconds_mean", "study_iou"]
+    + ["train_seconds_mean", "diverged_seeds", "study_iou"]
 )
+DIVERGED = "diverged"
 
 
 def load_records(run_dir) -> list[dict]:
@@ -44,25 +49,47 @@ def summarize(records, configurations, study_scores=None) -> list[dict]:
         mine = [r for r in records if r["name"] == config.name]
         if not mine:
             continue
+        finished = [r for r in mine if not r.get(DIVERGED)]
         row = {
             "model": config.model,
             "epochs": config.epochs,
             "optimizer": mine[0]["optimizer"],
             "loss": config.loss,
             "learning_rate": config.learning_rate,
-            "seeds": len(mine),
+            "seeds": len(finished),
+            "diverged_seeds": len(mine) - len(finished),
             "name": config.name,
         }
         for name, key, _ in SCORES:
             split = "test_original_resolution" if name.endswith("_full_res") else "test"
-            values = [r[split][key] for r in mine]
-            row[f"{name}_mean"] = float(np.mean(values))
-            row[f"{name}_std"] = float(np.std(values))
-        row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in mine]))
+            values = [r[split][key] for r in finished]
+            row[f"{name}_mean"] = float(np.mean(values)) if values else None
+            row[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        times = [r["train_seconds"] for r in finished]
+        row["train_seconds_mean"] = float(np.mean(times)) if times else None
         # None: the study ran this configuration and it did not train; "": not in the study.
         row["study_iou"] = (study_scores or {}).get(config, "")
         rows.append(row)
     return rows
+
+
+def provenance_line(records):
+    """One sentence naming the backend, device, precision and commits the records came from."""
+    seen = {}
+    for record in records:
+        info = record.get("provenance")
+        if info is None:
+            key = "provenance not recorded (records written before it was added)"
+        else:
+            commit = info["git"]["commit"]
+            commit = "no git checkout" if commit is None else commit[:10]
+            commit += " + uncommitted changes" if info["git"]["dirty"] else ""
+            key = (
+                f"backend {info['backend']}, {info['device']}, {info['precision']}, "
+                f"Keras {info['packages']['keras']}, commit {commit}"
+            )
+        seen[key] = seen.get(key, 0) + 1
+    return "Produced by: " + "; ".join(f"{key} ({n} records)" for key, n in seen.items()) + "."
 
 
 def write_csv(rows, path):
@@ -72,8 +99,16 @@ def write_csv(rows, path):
         writer.writerows(rows)
 
 
-def write_markdown(rows, path, settings_line, test_images):
-    """`comparison.md`: our test-split scores (mean ± std over seeds) beside the study's."""
+def write_markdown(rows, path, settings_line, test_images, provenance=""):
+    """`comparison.md`: our test-split scores (mean ± sample std over seeds) beside the study's.
+
+    Args:
+        rows: `summarize` rows.
+        path: destination file.
+        settings_line: one paragraph describing the setting (`settings_line`).
+        test_images: the test split's size.
+        provenance: `provenance_line(records)`.
+    """
     header = ["model", "epochs", "optimizer", "loss", "lr"]
     header += [label for _, _, label in SCORES]
     header += ["train time (s)", 'study\'s "IoU" (= pixel acc.)']
@@ -81,6 +116,9 @@ def write_markdown(rows, path, settings_line, test_images):
         f"# PH2 comparison (test split, {test_images} images)",
         "",
         settings_line,
+        "",
+        "Mean over seeds, ± the sample standard deviation (ddof 1) when there are 2 or more.",
+        provenance,
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -96,31 +134,60 @@ def write_markdown(rows, path, settings_line, test_images):
         for name, _, _ in SCORES:
             mean, std = row[f"{name}_mean"], row[f"{name}_std"]
             # A standard deviation over one seed would only look like certainty.
-            cells.append(f"{mean:.3f} ± {std:.3f}" if row["seeds"] > 1 else f"{mean:.3f}")
-        cells.append(f"{row['train_seconds_mean']:.0f}")
+            cells.append(_mean_std(mean, std, row["diverged_seeds"]))
+        time = row["train_seconds_mean"]
+        cells.append(DIVERGED if time is None else f"{time:.0f}")
         study = row["study_iou"]
         cells.append({None: "did not train", "": "—"}.get(study) or f"{study:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     Path(path).write_text("\n".join(lines) + "\n")
 
 
+def _mean_std(mean, std, diverged):
+    if mean is None:
+        return f"{DIVERGED} (all {diverged} seeds)"
+    text = f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+    return text + (f" ({diverged} diverged)" if diverged else "")
+
+
+def settings_line(profile_name, profile, seeds, weight_decay):
+    """The paragraph above a comparison table that says what was trained and scored.
+
+    Args:
+        profile_name: e.g. `"small"`.
+        profile: its `profiles.Profile`.
+        seeds: the seeds of every configuration.
+        weight_decay: AdamW's weight decay.
+    """
+    return (
+        f"Profile `{profile_name}`: {profile.image_size}×{profile.image_size} inputs, "
+        f"filter counts ×{profile.width}, global batch {profile.batch_size}, AdamW (weight decay "
+        f"{weight_decay}), no augmentation; seeds {list(seeds)}; scores are per-image means on "
+        "the fixed test split, computed on the final weights after the configured epochs."
+    )
+
+
 def plot_comparison(rows, path):
-    """Grouped bars of seed score, Jaccard and Dice per configuration, std as error bars."""
+    """Grouped bars of each score per configuration, sample std as error bars (none: no bar)."""
+
+    def values(key):
+        return [np.nan if r[key] is None else r[key] for r in rows]
+
     x = np.arange(len(rows))
     bar = 0.8 / len(SCORES)
     fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(rows) + 2), 4.5))
     for i, (name, _, label) in enumerate(SCORES):
         ax.bar(
             x + (i - (len(SCORES) - 1) / 2) * bar,
-            [r[f"{name}_mean"] for r in rows],
+            values(f"{name}_mean"),
             bar,
-            yerr=[r[f"{name}_std"] for r in rows],
+            yerr=np.nan_to_num(values(f"{name}_std")),
             capsize=2,
             label=label,
         )
     ax.set_xticks(x, [r["name"] for r in rows], rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("test score (mean ± std over seeds)")
+    ax.set_ylabel("test score (mean ± sample std over seeds)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(SCORES), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

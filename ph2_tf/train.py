@@ -1,29 +1,46 @@
 """Training: strategy choice, model compilation, callbacks and the `train` entry point.
 
 `train(cfg)` is what the command line and the hyper-parameter tuner both call; its pieces
-(`get_strategy`, `build_and_compile`, `make_callbacks`) can also be used on their own.
+(`get_strategy`, `build_and_compile`, `make_callbacks`, `read_log`) can also be used on their own.
+
+A run's directory holds `config.json`, `log.csv` (one row per epoch, each epoch exactly once, with
+its wall time, also across a kill and resume), `best.keras` (best `val_jaccard`, never a
+non-finite model) and, while it runs, `backup/` to resume from.
 """
 
 import csv
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import pathlib
+import time
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ph2_tf import data
-from ph2_tf.losses import get_loss, num_classes_for
+from ph2_tf.losses import LOSS_NAMES, get_loss, num_classes_for
 from ph2_tf.metrics import segmentation_metrics
-from ph2_tf.models import build_model
+from ph2_tf.models import MODEL_NAMES, build_model
+from ph2_tf.profiles import PROFILES
 
 MONITOR = "val_jaccard"
 BEST_MODEL_FILE = "best.keras"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
+EPOCH_SECONDS = "epoch_seconds"
+# Both models halve the input 4 (UNet) or 5 (SegNet) times.
+SIZE_MULTIPLE = 32
+# Keras versions whose private fit internals `_adapt_for_multi_worker` patches were checked with.
+MULTI_WORKER_PATCH_KERAS = ((3, 0), (3, 16))  # [first, last) major.minor
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights; nothing was saved from it."""
 
 
 @dataclasses.dataclass
@@ -52,9 +69,9 @@ class TrainConfig:
     loss: str = "bce"
     learning_rate: float = 1e-4
     epochs: int = 50
-    image_size: int = 128
-    width: float = 0.25
-    batch_size: int = 12
+    image_size: int = PROFILES["small"].image_size
+    width: float = PROFILES["small"].width
+    batch_size: int = PROFILES["small"].batch_size
     weight_decay: float = 0.01
     seed: int = 0
     augment: bool = False
@@ -62,6 +79,42 @@ class TrainConfig:
     manual_dir: str | None = None
     out_dir: str = "results/run"
     deterministic: bool = True
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Raises one `ValueError` naming the first invalid field and the value received."""
+
+        def check(ok, field, expected):
+            if not ok:
+                value = getattr(self, field)
+                raise ValueError(f"{field} must be {expected}, received {value!r}")
+
+        def positive_number(value):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return number and math.isfinite(value) and value > 0
+
+        def count(value, minimum):
+            return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+        check(self.model in MODEL_NAMES, "model", f"one of {MODEL_NAMES}")
+        check(self.loss in LOSS_NAMES, "loss", f"one of {LOSS_NAMES}")
+        check(positive_number(self.learning_rate), "learning_rate", "a finite number > 0")
+        check(count(self.epochs, 1), "epochs", "an integer >= 1")
+        check(
+            count(self.image_size, SIZE_MULTIPLE) and self.image_size % SIZE_MULTIPLE == 0,
+            "image_size",
+            f"a positive multiple of {SIZE_MULTIPLE}",
+        )
+        check(positive_number(self.width), "width", "a finite number > 0")
+        check(count(self.batch_size, 1), "batch_size", "an integer >= 1")
+        check(
+            positive_number(self.weight_decay) or self.weight_decay == 0,
+            "weight_decay",
+            "a finite number >= 0",
+        )
+        check(count(self.seed, 0), "seed", "an integer >= 0")
 
     def save(self, path):
         """Writes the config as JSON.
@@ -100,19 +153,18 @@ def get_strategy():
     """Picks the distribution strategy for this machine.
 
     `MultiWorkerMirroredStrategy` when `TF_CONFIG` is set (checked first: it must be created
-    before TensorFlow initializes its devices), `MirroredStrategy` on two or more GPUs,
-    `OneDeviceStrategy` on one GPU, else the default (no-op) strategy.
+    before TensorFlow initializes its devices), `MirroredStrategy` on two or more GPUs, else the
+    default (no-op) strategy, which places work on the one GPU if there is one. Not
+    `OneDeviceStrategy` there: under any strategy but the default one, Keras'
+    `jit_compile="auto"` turns XLA off.
 
     Returns:
         A `tf.distribute.Strategy`.
     """
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) >= 2:
+    if len(tf.config.list_logical_devices("GPU")) >= 2:
         return tf.distribute.MirroredStrategy()
-    if len(gpus) == 1:
-        return tf.distribute.OneDeviceStrategy(gpus[0].name)
     return tf.distribute.get_strategy()
 
 
@@ -157,10 +209,18 @@ def _adapt_for_multi_worker(model, image_size):
        which fails on the scalar logs; the train and test steps here return them as shape `(1,)`,
        which that reduction turns back into scalars.
 
+    Both patches touch private Keras methods, so they are applied only to the Keras versions in
+    `MULTI_WORKER_PATCH_KERAS`, which the two-worker test ran with; another version is refused
+    with an error rather than trained with untested internals.
+
     Args:
         model: the compiled model, inside the strategy's scope.
         image_size: side of the square training images.
+
+    Raises:
+        RuntimeError: the installed Keras is outside `MULTI_WORKER_PATCH_KERAS`.
     """
+    check_multi_worker_patch_applies()
     shapes = ((None, image_size, image_size, 3), (None, image_size, image_size, 1))
     model._symbolic_build(data_batch=tuple(tf.TensorSpec(shape) for shape in shapes))
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
@@ -172,37 +232,159 @@ def _adapt_for_multi_worker(model, image_size):
     model.test_step = vector_logs(model.test_step)
 
 
-def _best_logged(log_path, monitor):
-    """Best (max) value of `monitor` in an existing CSV log, or None."""
-    if not log_path.exists():
-        return None
-    with log_path.open(newline="") as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor)]
-    return max(values, default=None)
+def check_multi_worker_patch_applies(version=None):
+    """Raises unless `version` (the installed Keras by default) is one the patch was tested with.
+
+    Args:
+        version: a Keras version string such as `"3.15.1"`.
+
+    Raises:
+        RuntimeError: naming the version and the tested range.
+    """
+    version = version or keras.__version__
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    first, last = MULTI_WORKER_PATCH_KERAS
+    if not first <= major_minor < last:
+        raise RuntimeError(
+            f"MultiWorkerMirroredStrategy needs a workaround of private Keras internals that was "
+            f"tested with Keras >= {first[0]}.{first[1]}, < {last[0]}.{last[1]}; installed: "
+            f"{version}. Recheck keras#20585 and tests/multiworker_test.py, then widen "
+            "ph2_tf.train.MULTI_WORKER_PATCH_KERAS."
+        )
+
+
+def read_log(out_dir):
+    """The per-epoch history of a run, from its `log.csv`.
+
+    Args:
+        out_dir: the run directory.
+
+    Returns:
+        `{column: [value per epoch]}` with `epoch` as ints and every other column as floats, in
+        epoch order; empty when there is no log yet.
+    """
+    path = pathlib.Path(out_dir) / LOG_FILE
+    if not path.exists():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {
+        key: [int(row[key]) if key == "epoch" else float(row[key]) for row in rows]
+        for key in rows[0]
+    }
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Appends one row per epoch to `log.csv`, with the epoch's wall time; each epoch once.
+
+    On a resumed run, the first epoch it trains tells where the restored state stands: rows of
+    that epoch and later (written before a kill that came ahead of the backup) are dropped, so
+    the log never repeats an epoch and never holds one that the weights do not include.
+
+    Args:
+        out_dir: the run directory; the log is its `log.csv`.
+    """
+
+    def __init__(self, out_dir):
+        super().__init__()
+        self.out_dir = pathlib.Path(out_dir)
+        self.path = self.out_dir / LOG_FILE
+        self._started = None
+        self._trimmed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._trimmed:
+            history = read_log(self.out_dir)
+            kept = [i for i, e in enumerate(history.get("epoch", [])) if e < epoch]
+            self._write({key: [values[i] for i in kept] for key, values in history.items()})
+            self._trimmed = True
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        # Also seen by the callbacks after this one (History, TensorBoard).
+        logs[EPOCH_SECONDS] = time.perf_counter() - self._started
+        history = read_log(self.out_dir)
+        row = {"epoch": epoch, **{key: float(value) for key, value in logs.items()}}
+        columns = list(history) or list(row)
+        if history and set(columns) != set(row):
+            raise ValueError(
+                f"{self.path}: epoch {epoch} logs {sorted(row)}, but the log has {sorted(columns)}"
+            )
+        for key in columns:
+            history.setdefault(key, []).append(row[key])
+        self._write(history)
+
+    def _write(self, history):
+        columns = list(history) or ["epoch"]
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows(zip(*(history.get(c, []) for c in columns), strict=True))
+        tmp.replace(self.path)  # never a half-written log
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Raises `TrainingDivergedError` as soon as the loss or, at an epoch's end, a weight is
+    non-finite.
+
+    Placed first among the callbacks, it stops the epoch's end before the backup and the best
+    checkpoint are written, so neither ever holds a non-finite model (Keras' `TerminateOnNaN`
+    only stops after the epoch, when the checkpoint may already have saved it).
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDivergedError(f"the training loss became {float(loss)} at batch {batch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = [
+            w.path
+            for w in self.model.weights
+            if not np.isfinite(keras.ops.convert_to_numpy(w.value)).all()
+        ]
+        if bad:
+            raise TrainingDivergedError(
+                f"after epoch {epoch + 1}, {len(bad)} weight tensors hold non-finite values "
+                f"(first: {bad[0]})"
+            )
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDivergedError(f"the training loss of epoch {epoch + 1} is {loss}")
+
+
+def _best_logged(out_dir, monitor):
+    """Best (max) value of `monitor` in an existing run log, or None."""
+    return max(read_log(out_dir).get(monitor, []), default=None)
 
 
 def make_callbacks(cfg, out_dir):
     """Callbacks of a training run.
 
-    Order matters: the backup is written before the log row of an epoch, so a run killed after
-    a logged epoch always resumes after it.
+    Order matters: the non-finite check comes first, so that a diverged epoch writes nothing;
+    the log row is written before the backup, and a kill between the two is repaired on resume
+    by `EpochLog` (the epoch is trained again and logged once).
 
     Args:
         cfg: the run's `TrainConfig` (the standard callbacks do not depend on it yet; the
             argument keeps the signature stable for the tuner).
         out_dir: directory receiving `best.keras` (best `val_jaccard`), `backup/`
-            (`BackupAndRestore`: a killed run resumes at its next epoch), `log.csv` (appended on
-            resume), and `tensorboard/` (only when the `tensorboard` package is installed:
-            TensorFlow >= 2.20 no longer installs it, and its summary ops need it).
+            (`BackupAndRestore`: a killed run resumes at its next epoch), `log.csv` (`EpochLog`),
+            and `tensorboard/` (only when the `tensorboard` package is installed: TensorFlow
+            >= 2.20 no longer installs it, and its summary ops need it).
 
     Returns:
         A list of Keras callbacks.
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / LOG_FILE
     callbacks = [
-        keras.callbacks.TerminateOnNaN(),
+        StopOnNonFinite(),
+        EpochLog(out_dir),
         keras.callbacks.BackupAndRestore(backup_dir=str(out_dir / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(out_dir / BEST_MODEL_FILE),
@@ -210,9 +392,8 @@ def make_callbacks(cfg, out_dir):
             mode="max",
             save_best_only=True,
             # On resume, only an epoch better than those already logged replaces the checkpoint.
-            initial_value_threshold=_best_logged(log_path, MONITOR),
+            initial_value_threshold=_best_logged(out_dir, MONITOR),
         ),
-        keras.callbacks.CSVLogger(str(log_path), append=True),
     ]
     if importlib.util.find_spec("tensorboard") is None:
         warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=2)
@@ -245,18 +426,29 @@ def worker_out_dir(out_dir, strategy):
     return out_dir / f"{task_type}_{task_id}"
 
 
-def train(cfg, *, strategy=None, extra_callbacks=(), verbose=2):
+def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
     """Trains a model on the PH2 train split, validating on the validation split.
 
+    Resumes from `cfg.out_dir`'s backup when a previous run of it was interrupted.
+
     Args:
-        cfg: a `TrainConfig`.
+        cfg: a `TrainConfig` (validated again here, before any data is read or file written).
         strategy: a `tf.distribute.Strategy`; `get_strategy()` when None.
+        model: a model compiled by `build_and_compile(cfg)` under `strategy` (the tuner builds
+            its own); built here when None.
         extra_callbacks: more Keras callbacks, run after the standard ones.
         verbose: Keras `fit` verbosity.
 
     Returns:
-        `(model, history)`: the model after the last epoch and the Keras `History`.
+        `(model, history)`: the model after the last epoch, and the run's whole per-epoch history
+        (`read_log`: every epoch once, including those before a resume).
+
+    Raises:
+        ValueError: an invalid `cfg`.
+        TrainingDivergedError: the loss or the weights became non-finite; `best.keras` and the
+            backup still hold the last finite state, if any.
     """
+    cfg.validate()
     set_seeds(cfg.seed, cfg.deterministic)
     strategy = strategy or get_strategy()
     out_dir = worker_out_dir(cfg.out_dir, strategy)
@@ -270,16 +462,20 @@ def train(cfg, *, strategy=None, extra_callbacks=(), verbose=2):
     )
     train_ds = data.load_split("train", training=True, augment=cfg.augment, seed=cfg.seed, **common)
     val_ds = data.load_split("validation", **common)
-    with strategy.scope():
-        model = build_and_compile(cfg)
-    history = model.fit(
+    if model is None:
+        # Seeded again: preparing the dataset on first use consumes random state, and the
+        # first run must initialise its weights as every later run with this seed does.
+        set_seeds(cfg.seed, cfg.deterministic)
+        with strategy.scope():
+            model = build_and_compile(cfg)
+    model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.epochs,
         callbacks=make_callbacks(cfg, out_dir) + list(extra_callbacks),
         verbose=verbose,
     )
-    return model, history
+    return model, read_log(out_dir)
 
 
 def load_trained(run_dir):

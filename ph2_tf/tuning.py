@@ -9,13 +9,14 @@ validation Jaccard over seeds; the test split is never used to choose anything.
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
+import keras
 import keras_tuner
 import numpy as np
 
-from ph2_tf import data, evaluate, train
+from ph2_tf import data, evaluate, provenance, publish, report, train
+from ph2_tf.heads import lesion_probability
 from ph2_tf.profiles import Profile
 
 OBJECTIVE = keras_tuner.Objective("val_jaccard", direction="max")
@@ -188,53 +189,63 @@ class PH2HyperModel(keras_tuner.HyperModel):
             if index > 0:
                 model = self._build_seeded(config, seed)
             records.append(self._train_seed(config, seed, model, callbacks or []))
-        # Keras Tuner reads the objective (`val_jaccard`) from this dict.
+        # Keras Tuner reads the objective (`val_jaccard`) from this dict. A diverged seed
+        # counts as Jaccard 0 (and every other score 0), so that it can never look best.
+        names = next((r["validation"] for r in records if r["validation"]), {"jaccard": 0.0})
         return {
-            f"val_{name}": float(np.mean([r["validation"][name] for r in records]))
-            for name in records[0]["validation"]
+            f"val_{name}": float(np.mean([(r["validation"] or {}).get(name, 0.0) for r in records]))
+            for name in names
         }
 
     def _train_seed(self, config, seed, model, tuner_callbacks):
         cfg = self.train_config(config, seed)
-        profile = self.settings.profile
-        common = dict(
-            image_size=profile.image_size,
-            batch_size=profile.batch_size,
-            data_dir=cfg.data_dir,
-            manual_dir=cfg.manual_dir,
-        )
-        train_ds = data.load_split("train", training=True, seed=seed, **common)
-        val_ds = data.load_split("validation", **common)
         print(f"--- {config.name}, seed {seed} ---", flush=True)
-        start = time.perf_counter()
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.epochs,
-            callbacks=list(tuner_callbacks) + train.make_callbacks(cfg, cfg.out_dir),
-            verbose=self.settings.verbose,
-        )
-        train_seconds = time.perf_counter() - start
-        # The study's numbers describe the model after its configured epochs, so we evaluate
-        # the final weights (no checkpoint selection) on both held-out splits.
-        validation = evaluate.evaluate(model, "validation", original_resolution=False, **common)
-        test = evaluate.evaluate(model, "test", **common)
         record = {
             "configuration": dataclasses.asdict(config),
             "name": config.name,
             "seed": seed,
-            "profile": dataclasses.asdict(profile),
+            "profile": dataclasses.asdict(self.settings.profile),
             "optimizer": OPTIMIZER_NAME,
-            "train_seconds": train_seconds,
-            "epochs_run": len(history.history["loss"]),
-            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-            "validation": validation["training_resolution"],
-            "test": test["training_resolution"],
-            "test_original_resolution": test["original_resolution"],
+            "provenance": provenance.collect(),
         }
-        model_path = self.settings.model_path(config, seed)
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(model_path)
+        try:
+            model, history = train.train(
+                cfg,
+                strategy=self.strategy,
+                model=model,
+                extra_callbacks=tuner_callbacks,
+                verbose=self.settings.verbose,
+            )
+        except train.TrainingDivergedError as e:
+            print(f"{config.name}, seed {seed}: training diverged: {e}", flush=True)
+            record["diverged"] = str(e)
+            history = train.read_log(cfg.out_dir)
+            record.update(validation=None, test=None, test_original_resolution=None)
+        else:
+            # The study's numbers describe the model after its configured epochs, so we evaluate
+            # the final weights (no checkpoint selection) on both held-out splits.
+            common = dict(
+                image_size=cfg.image_size,
+                batch_size=cfg.batch_size,
+                data_dir=cfg.data_dir,
+                manual_dir=cfg.manual_dir,
+            )
+            validation = evaluate.evaluate(model, "validation", original_resolution=False, **common)
+            test = evaluate.evaluate(model, "test", **common)
+            record.update(
+                validation=validation["training_resolution"],
+                test=test["training_resolution"],
+                test_original_resolution=test["original_resolution"],
+            )
+            model_path = self.settings.model_path(config, seed)
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+            model.save(model_path)
+        # From the run's log, so that a run resumed after a kill counts every epoch once.
+        record.update(
+            epochs_run=len(history.get("epoch", [])),
+            train_seconds=float(sum(history.get(train.EPOCH_SECONDS, []))),
+            history={k: v for k, v in history.items() if k not in ("epoch", train.EPOCH_SECONDS)},
+        )
         path = self.settings.record_path(config, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so that an interruption never leaves a half-written record.
@@ -268,3 +279,128 @@ def make_tuner(settings: SearchSettings, mode: str = "grid", max_trials: int = 2
     if mode == "search":
         return keras_tuner.BayesianOptimization(max_trials=max_trials, **common)
     raise ValueError(f"mode must be 'grid' or 'search', received {mode!r}")
+
+
+def searched_configurations(tuner):
+    """The configurations a finished `--mode search` tuner tried, best first."""
+    trials = tuner.oracle.get_best_trials(num_trials=len(tuner.oracle.trials))
+    return tuple(tuner.hypermodel.configuration(t.hyperparameters) for t in trials)
+
+
+def load_seed_model(settings: SearchSettings, record):
+    """The final model of one seed's record (uncompiled)."""
+    config = Configuration(**record["configuration"])
+    return keras.saving.load_model(settings.model_path(config, record["seed"]), compile=False)
+
+
+def write_report(settings: SearchSettings, configurations, profile_name):
+    """Writes the run's comparison table (md, csv), plots and example masks.
+
+    Args:
+        settings: the run's `SearchSettings`.
+        configurations: the configurations to report, in row order.
+        profile_name: the profile's name, for the settings line.
+
+    Returns:
+        The records of `configurations`.
+    """
+    run_dir = settings.run_dir
+    names = {c.name for c in configurations}
+    records = [r for r in report.load_records(run_dir) if r["name"] in names]
+    rows = report.summarize(records, configurations, STUDY_SCORES)
+    report.write_csv(rows, run_dir / "comparison.csv")
+    test_images = data.load_examples(
+        "test",
+        data.tfds_config_for(settings.profile.image_size),
+        data_dir=settings.data_dir,
+        manual_dir=settings.manual_dir,
+    ).cardinality()
+    settings_line = report.settings_line(
+        profile_name, settings.profile, settings.seeds, train.TrainConfig.weight_decay
+    )
+    report.write_markdown(
+        rows,
+        run_dir / "comparison.md",
+        settings_line,
+        int(test_images),
+        report.provenance_line(records),
+    )
+    report.plot_comparison(rows, run_dir / "comparison.png")
+    report.plot_curves(records, run_dir / "curves.png")
+    best = publish.best_per_model(records)
+    missing = [
+        path
+        for path in (
+            settings.model_path(Configuration(**r["configuration"]), r["seed"])
+            for r in best.values()
+        )
+        if not path.exists()
+    ]
+    if missing:  # models are not kept in git: a report from committed records has none
+        print(f"masks.png not redrawn: no model at {', '.join(map(str, missing))}", flush=True)
+    else:
+        _plot_best_masks(settings, best, run_dir / "masks.png")
+    return records
+
+
+def _plot_best_masks(settings, best, path, count=4):
+    images, truths = (
+        np.asarray(t)
+        for t in next(
+            iter(
+                data.load_split(
+                    "test",
+                    image_size=settings.profile.image_size,
+                    batch_size=count,
+                    data_dir=settings.data_dir,
+                    manual_dir=settings.manual_dir,
+                )
+            )
+        )
+    )
+    predictions = {
+        f"{model_name} ({record['name']})": np.asarray(
+            lesion_probability(load_seed_model(settings, record)(images))
+        )
+        > 0.5
+        for model_name, record in best.items()
+    }
+    report.plot_masks(images, truths, predictions, path)
+
+
+def publish_best(settings: SearchSettings, records, base_dir, force=False):
+    """Publishes each architecture's best seed (`publish.best_per_model`) to `base_dir`.
+
+    A model becomes a new served version only if it beats the served one on the validation
+    split through the serving signature, or with `force`; `publish.publish` says which.
+
+    Args:
+        settings: the run's `SearchSettings`.
+        records: the run's records.
+        base_dir: TF Serving model root.
+        force: publish even when not better than the served version.
+
+    Returns:
+        `{model name: new version directory or None}`.
+    """
+    published = {}
+    for model_name, record in publish.best_per_model(records).items():
+        source = {
+            "name": record["name"],
+            "configuration": record["configuration"],
+            "seed": record["seed"],
+            "profile": record["profile"],
+            "source_run": str(settings.run_dir),
+            "record_validation": record["validation"],
+        }
+        published[model_name] = publish.publish(
+            load_seed_model(settings, record),
+            base_dir=base_dir,
+            model_name=f"ph2_{model_name}",
+            image_size=settings.profile.image_size,
+            source=source,
+            force=force,
+            data_dir=settings.data_dir,
+            manual_dir=settings.manual_dir,
+        )
+    return published

@@ -31,7 +31,7 @@ def test_hand_computed_masks():
     predicted[1, :3] = 1  # 6 predicted: TP 3, FP 3, FN 1, TN 9
     result = compute_metrics([truth], [predicted])
     expected = {
-        "seed_score": 12 / 16,
+        "pixel_accuracy": 12 / 16,
         "jaccard": 3 / 7,
         "dice": 6 / 10,
         "thresholded_jaccard": 0.0,  # 3/7 < 0.65
@@ -51,7 +51,7 @@ def test_per_image_means_and_empty_masks():
     assert result["jaccard"] == pytest.approx((6 / 9 + 1) / 2)
     assert result["thresholded_jaccard"] == pytest.approx((6 / 9 + 1) / 2)
     assert result["dice"] == pytest.approx((12 / 15 + 1) / 2)
-    assert result["seed_score"] == pytest.approx((6 / 9 + 1) / 2)
+    assert result["pixel_accuracy"] == pytest.approx((6 / 9 + 1) / 2)
     assert result["sensitivity"] == pytest.approx((6 / 9 + 1) / 2)
     assert result["specificity"] == pytest.approx(1.0)
 
@@ -60,7 +60,7 @@ def test_all_background_prediction_on_a_32_percent_lesion():
     truth = np.zeros((10, 10))
     truth.flat[:32] = 1
     result = compute_metrics([truth], [np.zeros((10, 10))])
-    assert result["seed_score"] == pytest.approx(0.68)
+    assert result["pixel_accuracy"] == pytest.approx(0.68)
     assert result["jaccard"] == 0.0 and result["dice"] == 0.0
 
 

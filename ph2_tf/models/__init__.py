@@ -13,7 +13,7 @@ def build_model(name, input_shape=(None, None, 3), width=1.0, num_classes=1):
     Args:
         name: One of `MODEL_NAMES`: 'unet' or 'segnet'.
         input_shape: `(height, width, 3)`; sizes may be None.
-        width: Multiplier of every filter count (1.0 = the study's model, 0.25 = small profile).
+        width: Multiplier of every filter count (1.0: the study's model; `small` profile: 0.125).
         num_classes: 1 for a sigmoid lesion head, 2 for a softmax head (channel 1 = lesion).
 
     Example:

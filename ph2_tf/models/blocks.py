@@ -20,7 +20,7 @@ def scaled(filters, width):
 
     Args:
         filters: Filter count of the full-size (study) model.
-        width: Width multiplier, e.g. 0.25 for the small CPU profile.
+        width: Width multiplier, e.g. 0.125 for the `small` CPU profile.
 
     Example:
 

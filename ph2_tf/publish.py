@@ -1,0 +1,167 @@
+"""Choosing and publishing models to TF Serving's `saved_models/` without replacing a better one.
+
+TF Serving (and `python -m ph2_tf predict`) serve a model's highest version, so a new version
+is published only when, measured through its own serving signature on the validation split,
+it beats the version being served, or when the caller insists (`force=True`). Each published
+version gets a `metrics.json` measured the same way, on the validation and test splits.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ph2_tf import evaluate, export, provenance
+
+METRICS_FILE = "metrics.json"
+SELECTION_SPLIT = "validation"
+SELECTION_METRIC = "jaccard"
+
+
+def best_per_model(records):
+    """The record to publish for each architecture.
+
+    The configuration with the best mean validation Jaccard over its seeds, a diverged seed
+    counting as 0 (as in the tuner's objective), then its finished seed with the best
+    validation Jaccard.
+
+    Args:
+        records: per-seed records (`report.load_records`).
+
+    Returns:
+        `{model name: record}`; an architecture whose every seed diverged is left out.
+    """
+
+    def jaccard(record):
+        return record["validation"]["jaccard"] if record.get("validation") else 0.0
+
+    best = {}
+    finished = [r for r in records if r.get("validation")]
+    for model_name in sorted({r["configuration"]["model"] for r in finished}):
+        names = sorted({r["name"] for r in finished if r["configuration"]["model"] == model_name})
+
+        def mean_val_jaccard(name):
+            return float(np.mean([jaccard(r) for r in records if r["name"] == name]))
+
+        best_name = max(names, key=mean_val_jaccard)
+        candidates = [r for r in finished if r["name"] == best_name]
+        best[model_name] = max(candidates, key=jaccard)
+    return best
+
+
+def _signature(version_dir):
+    return tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE]
+
+
+def measure(version_dir, splits=(SELECTION_SPLIT, "test"), *, data_dir=None, manual_dir=None):
+    """Metrics of an exported SavedModel through its serving signature, at original size.
+
+    Args:
+        version_dir: a SavedModel directory.
+        splits: TFDS splits to measure.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+
+    Returns:
+        `{split: evaluate.evaluate_serving(...) result}`.
+    """
+    serve = _signature(version_dir)
+    return {
+        split: evaluate.evaluate_serving(serve, split, data_dir=data_dir, manual_dir=manual_dir)
+        for split in splits
+    }
+
+
+def write_metrics(version_dir, source, *, data_dir=None, manual_dir=None):
+    """Measures a SavedModel on the validation and test splits and writes its `metrics.json`.
+
+    Args:
+        version_dir: a SavedModel version directory.
+        source: JSON-serialisable description of where the model comes from (run, record).
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+
+    Returns:
+        The dict written.
+    """
+    summary = {
+        "source": source,
+        "measured": "serving_default signature, uint8 images at original size, mask output",
+        "splits": measure(version_dir, data_dir=data_dir, manual_dir=manual_dir),
+        "provenance": provenance.collect(),
+    }
+    (Path(version_dir) / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def publish(
+    model,
+    *,
+    base_dir,
+    model_name,
+    image_size,
+    source,
+    force=False,
+    data_dir=None,
+    manual_dir=None,
+    log=print,
+):
+    """Exports `model` as the next version of `model_name` if it beats the served version.
+
+    The candidate is exported to a staging directory (TF Serving ignores non-numeric names) and
+    measured through its signature on the validation split; the served (highest) version is
+    measured the same way. Only a strictly better candidate, or any with `force`, is renamed
+    to the next version number; otherwise the staging directory is removed. Either way `log`
+    is told what happened and why.
+
+    Args:
+        model: the Keras model (float32 images in [0, 1] -> logits).
+        base_dir: TF Serving model root (`saved_models`).
+        model_name: TF Serving model name (`ph2_unet`).
+        image_size: the model's training size.
+        source: JSON-serialisable description of the model's origin, kept in `metrics.json`.
+        force: publish even if not better than the served version.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+        log: function receiving one line of text per decision.
+
+    Returns:
+        The new version directory, or None when nothing was published.
+    """
+    model_dir = Path(base_dir) / model_name
+    staging = model_dir / ".candidate"
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted earlier call
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    export.write_saved_model(model, staging, image_size)
+    common = dict(data_dir=data_dir, manual_dir=manual_dir)
+    try:
+        candidate = measure(staging, [SELECTION_SPLIT], **common)[SELECTION_SPLIT]["metrics"]
+        served = export.served_versions(model_dir)
+        score = candidate[SELECTION_METRIC]
+        name = source.get("name", "candidate")
+        what = f"{model_name}: {name} ({SELECTION_SPLIT} Jaccard {score:.4f})"
+        if served:
+            current = measure(served[-1], [SELECTION_SPLIT], **common)[SELECTION_SPLIT]
+            current_score = current["metrics"][SELECTION_METRIC]
+            if score <= current_score and not force:
+                log(
+                    f"{what} is not better than served version {served[-1].name} "
+                    f"({current_score:.4f}); not published (publish anyway with "
+                    "--force-export)"
+                )
+                return None
+            reason = f"served version {served[-1].name} has {current_score:.4f}"
+            reason += ", published because forced" if score <= current_score else ""
+        else:
+            reason = "no version served yet"
+        path = model_dir / str(export.next_version(model_dir))
+        staging.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_metrics(path, source, **common)
+    # TF Serving's Docker image conventionally sees the model root mounted at /models.
+    export.write_models_config(base_dir, serving_root="/models")
+    log(f"{what}: published as {path} ({reason})")
+    return path
