@@ -10,9 +10,27 @@ import sys
 
 from ph2_tf.profiles import PROFILES
 
-IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg")
+# Files `predict` takes from a folder (compared lower-case); files named explicitly are all read.
+IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# What `predict` appends to an input's file name, suffix included: `a.jpg` -> `a.jpg.mask.png`.
+OUTPUT_SUFFIXES = {
+    "mask": ".mask.png",
+    "overlay": ".overlay.png",
+    "probabilities": ".probabilities.png",
+}
 OVERLAY_COLOUR = (255, 0, 0)
 OVERLAY_ALPHA = 0.4
+
+
+def _probability(text):
+    """argparse type: a float strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not strictly between 0 and 1")
+    return value
 
 
 def _add_data_args(parser):
@@ -86,15 +104,40 @@ def build_parser():
     )
 
     predict = commands.add_parser(
-        "predict", help="lesion masks and overlays for BMP/PNG/JPEG images"
+        "predict",
+        help="lesion masks and overlays for image files and folders",
+        description="Writes <name>.mask.png and <name>.overlay.png for each input image, e.g. "
+        "a.jpg.mask.png for a.jpg. Inputs that cannot be read are reported and skipped; the "
+        "exit status is 1 when any input failed.",
     )
     predict.add_argument(
         "--saved-model",
         required=True,
         help="SavedModel version directory, or a model directory (latest version is used)",
     )
-    predict.add_argument("--output-dir", required=True)
-    predict.add_argument("images", nargs="+", help="image files (.bmp, .png, .jpg, .jpeg)")
+    predict.add_argument(
+        "--output-dir",
+        required=True,
+        help="where the outputs go; a folder input's tree is mirrored below it",
+    )
+    predict.add_argument(
+        "--threshold",
+        type=_probability,
+        help="probability at or above which a pixel is lesion, in (0, 1) "
+        "(default: the threshold the model was exported with)",
+    )
+    predict.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write <name>.probabilities.png, 16-bit: round(probability * 65535)",
+    )
+    predict.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE_OR_FOLDER",
+        help="image files (any format Pillow reads) and folders, searched recursively for "
+        + ", ".join(IMAGE_SUFFIXES),
+    )
     return parser
 
 
@@ -176,32 +219,172 @@ def _version_dir(saved_model):
     return versions[-1]
 
 
-def run_predict(args):
-    """`predict` command: writes `<stem>_mask.png` and `<stem>_overlay.png` for each image."""
+def _output_path(stem, kind):
+    """The output of one kind (a key of `OUTPUT_SUFFIXES`): `out/a.jpg` -> `out/a.jpg.mask.png`."""
+    return stem.with_name(stem.name + OUTPUT_SUFFIXES[kind])
+
+
+def _plan_outputs(inputs, out_dir):
+    """Pairs each input image with the output stem its outputs are named after.
+
+    A file goes to `<out_dir>/<its name>`; an image found in a folder to `<out_dir>/<its path
+    relative to that folder>`. The same file named twice is predicted once.
+
+    Args:
+        inputs: file and folder paths as given on the command line.
+        out_dir: the output directory, a `pathlib.Path`.
+
+    Returns:
+        `(plan, failures)`: a list of `(source, stem)` path pairs, and one message for each input
+        that gets no outputs (an empty folder, or outputs that would overwrite another input's).
+    """
+    plan, failures, claimed = [], [], {}
+    for name in inputs:
+        path = pathlib.Path(name)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                # Outputs of an earlier run into this folder are not inputs.
+                and not p.name.endswith(tuple(OUTPUT_SUFFIXES.values()))
+                and p.is_file()
+            )
+            if not found:
+                failures.append(f"{path}: no {', '.join(IMAGE_SUFFIXES)} files in this folder")
+            pairs = [(p, out_dir / p.relative_to(path)) for p in found]
+        else:
+            pairs = [(path, out_dir / path.name)]  # A missing or bad file fails when it is read.
+        for source, stem in pairs:
+            first = claimed.setdefault(stem, source)
+            if first is source:
+                plan.append((source, stem))
+            elif first.resolve() != source.resolve():
+                failures.append(
+                    f"{source}: not predicted: its outputs ({stem}.*) would overwrite those "
+                    f"of {first}"
+                )
+    return plan, failures
+
+
+def _predict_image(serve, source, stem, threshold, write_probabilities):
+    """Predicts one image with the serving signature and writes its outputs.
+
+    Args:
+        serve: the SavedModel's `serving_default` signature.
+        source: the image file.
+        stem: output path without the `OUTPUT_SUFFIXES`; its folder is created if needed.
+        threshold: probability at or above which a pixel is lesion; None uses the signature's
+            `mask` (the threshold the model was exported with).
+        write_probabilities: also write the 16-bit probability map.
+
+    Returns:
+        `(lesion fraction, paths written)`.
+
+    Raises:
+        ImageReadError: the image cannot be read.
+        OSError: an output cannot be written.
+    """
     import numpy as np
     import tensorflow as tf
     from PIL import Image
 
-    from ph2_tf.export import INPUT_NAME, SIGNATURE
+    from ph2_tf.export import INPUT_NAME
+    from tfds_ph2.ph2.image_reading import read_image
 
-    for name in args.images:
-        if pathlib.Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"unsupported image type {name!r}; expected one of {IMAGE_SUFFIXES}")
-    serve = tf.saved_model.load(str(_version_dir(args.saved_model))).signatures[SIGNATURE]
+    image = read_image(source)
+    outputs = serve(**{INPUT_NAME: tf.constant(image[None])})
+    probabilities = outputs["probabilities"].numpy()[0, ..., 0]
+    if threshold is None:
+        mask = outputs["mask"].numpy()[0, ..., 0] > 0
+    else:
+        mask = probabilities >= threshold
+    overlay = image.astype(np.float32)
+    overlay[mask] = (1 - OVERLAY_ALPHA) * overlay[mask] + OVERLAY_ALPHA * np.array(
+        OVERLAY_COLOUR, np.float32
+    )
+    pixels = {
+        "mask": mask.astype(np.uint8) * 255,
+        "overlay": overlay.round().astype(np.uint8),
+    }
+    if write_probabilities:
+        pixels["probabilities"] = np.round(probabilities * 65535).astype(np.uint16)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, values in pixels.items():
+        paths.append(_output_path(stem, kind))
+        Image.fromarray(values).save(paths[-1])  # uint16 is saved as a 16-bit greyscale PNG.
+    return float(mask.mean()), paths
+
+
+def run_predict(args):
+    """`predict` command: masks and overlays (and probability maps) for image files and folders.
+
+    Every input that cannot be read or written is reported on one line and skipped; a summary
+    line ends the run.
+
+    Returns:
+        0 when every input was predicted; 1 when any failed; 2 when nothing could run (the output
+        directory is a file or cannot be created, or there is no SavedModel).
+    """
+
+    def fatal(message):
+        print(f"python -m ph2_tf predict: error: {message}", file=sys.stderr)
+        return 2
+
+    # Checked before TensorFlow is imported, which takes seconds.
     out_dir = pathlib.Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in args.images:
-        with Image.open(name) as img:
-            image = np.asarray(img.convert("RGB"))
-        mask = serve(**{INPUT_NAME: tf.constant(image[None])})["mask"].numpy()[0, ..., 0] > 0
-        overlay = image.astype(np.float32)
-        overlay[mask] = (1 - OVERLAY_ALPHA) * overlay[mask] + OVERLAY_ALPHA * np.array(
-            OVERLAY_COLOUR, np.float32
-        )
-        stem = out_dir / pathlib.Path(name).stem
-        Image.fromarray(mask.astype(np.uint8) * 255).save(f"{stem}_mask.png")
-        Image.fromarray(overlay.round().astype(np.uint8)).save(f"{stem}_overlay.png")
-        print(f"{name}: {mask.mean():.1%} lesion -> {stem}_mask.png, {stem}_overlay.png")
+    if out_dir.exists() and not out_dir.is_dir():
+        return fatal(f"--output-dir {out_dir} exists and is not a directory")
+    try:
+        version_dir = _version_dir(args.saved_model)
+    except ValueError as e:
+        return fatal(str(e))
+
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from ph2_tf.export import SIGNATURE
+    from tfds_ph2.ph2.image_reading import ImageReadError
+
+    saved_model = tf.saved_model.load(str(version_dir))  # Referenced: it owns the variables.
+    if SIGNATURE not in saved_model.signatures:
+        return fatal(f"the SavedModel {version_dir} has no {SIGNATURE!r} signature")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return fatal(f"cannot create --output-dir {out_dir}: {e.strerror or e}")
+
+    plan, failures = _plan_outputs(args.inputs, out_dir)
+    for message in failures:
+        print(f"predict: {message}", file=sys.stderr)
+    written = 0
+    # disable=None: a bar on a terminal only, so that logs get the result lines alone.
+    with tqdm(plan, desc="predict", unit="image", file=sys.stderr, disable=None) as progress:
+        for source, stem in progress:
+            try:
+                lesion, paths = _predict_image(
+                    serve=saved_model.signatures[SIGNATURE],
+                    source=source,
+                    stem=stem,
+                    threshold=args.threshold,
+                    write_probabilities=args.probabilities,
+                )
+            except ImageReadError as e:
+                message = str(e)
+            except OSError as e:
+                message = f"cannot write the outputs of {source}: {e}"
+            except tf.errors.OpError as e:  # E.g. out of memory on a huge image.
+                message = f"prediction failed for {source}: {e.message.splitlines()[0]}"
+            else:
+                written += 1
+                names = ", ".join(str(p) for p in paths)
+                progress.write(f"{source}: {lesion:.1%} lesion -> {names}", file=sys.stdout)
+                continue
+            failures.append(message)
+            progress.write(f"predict: {message}", file=sys.stderr)
+    print(f"predict: {written} written, {len(failures)} failed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 COMMANDS = {
@@ -219,8 +402,7 @@ def main(argv=None):
         argv: arguments without the program name (`sys.argv[1:]` when None).
 
     Returns:
-        The process exit status (0).
+        The process exit status: the command's, 0 when it returns none.
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    COMMANDS[args.command](args)
-    return 0
+    return COMMANDS[args.command](args) or 0

@@ -9,7 +9,8 @@ and returns, at the input's size:
 - `mask`: uint8 `[N, H, W, 1]`, 1 where the probability is at least the threshold.
 
 Another dtype is rejected by the signature ("expected to be a uint8 tensor"), another rank by
-the graph ("input must be 4-dimensional"), both as `InvalidArgumentError`.
+the graph ("input must be 4-dimensional"), a last dimension other than 3 by a check before the
+model ("must be RGB"), all as `InvalidArgumentError`.
 
 Loading needs only TensorFlow (`tf.saved_model.load`), not this package.
 """
@@ -46,6 +47,13 @@ def serving_function(model, image_size, threshold=0.5):
     """
 
     def serve(images):
+        # The signature's [None, None, None, 3] is not enforced on a call through the loaded
+        # SavedModel: without this, 1 or 4 channels fail deep inside the first convolution.
+        tf.debugging.assert_equal(
+            tf.shape(images)[-1],
+            3,
+            message=f"`{INPUT_NAME}` must be RGB, [N, H, W, 3]: its last dimension is not 3",
+        )
         size = tf.shape(images)[1:3]
         scaled = tf.cast(images, tf.float32) / 255.0
         logits = model(data.resize_image(scaled, (image_size, image_size)), training=False)

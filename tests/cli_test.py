@@ -57,8 +57,10 @@ def test_train_evaluate_export_predict(ph2_dummy, tmp_path):
         ["-m", "ph2_tf", "predict", "--saved-model", base_dir / "unet", "--output-dir"]
         + [out_dir, *inputs]
     )
+    # lesion.png and lesion.jpg keep their suffixes, so neither overwrites the other's outputs.
+    assert len(list(out_dir.glob("*.mask.png"))) == len(inputs)
     for path in inputs:
-        mask = np.asarray(Image.open(out_dir / f"{path.stem}_mask.png"))
-        overlay = np.asarray(Image.open(out_dir / f"{path.stem}_overlay.png"))
+        mask = np.asarray(Image.open(out_dir / f"{path.name}.mask.png"))
+        overlay = np.asarray(Image.open(out_dir / f"{path.name}.overlay.png"))
         assert mask.shape == image.shape[:2] and set(np.unique(mask)) <= {0, 255}
         assert overlay.shape == image.shape

@@ -84,3 +84,15 @@ def test_fresh_process_serves_full_size_images(exported, tmp_path):
 
     assert report["float32"] is not None and "uint8" in report["float32"]["message"]
     assert report["rank3"] is not None and "4-dimensional" in report["rank3"]["message"]
+
+
+def test_signature_rejects_images_without_3_channels(exported):
+    loaded = tf.saved_model.load(str(exported[2]))
+    serve = loaded.signatures[export.SIGNATURE]
+    for channels in (1, 4):
+        images = tf.zeros([1, 20, 24, channels], tf.uint8)
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            serve(images=images)
+        # The check's own message, with the channel count, not an error from inside the model.
+        assert "`images` must be RGB, [N, H, W, 3]" in info.value.message
+        assert f"[{channels}]" in info.value.message

@@ -13,7 +13,9 @@ from PIL import Image
 
 import tfds_ph2  # noqa: F401  (registers `ph2`)
 from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
+from tfds_ph2.ph2.image_reading import ImageReadError
 from tfds_ph2.ph2.make_dummy_data import copy_cases
+from tfds_ph2.ph2.ph2_dataset_builder import load_image
 
 CASE_IDS = ["IMD002", "IMD048", "IMD049", "IMD057"]  # One class, so each split gets a case.
 IMAGES = "PH2 Dataset images"
@@ -99,6 +101,21 @@ def test_truncated_image(root):
     path.write_bytes(path.read_bytes()[:1000])
     error = _assert_fails(root, Ph2DataError, "case IMD002", "cannot decode", r"IMD002\.bmp")
     assert error.path.name == "IMD002.bmp"
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"", "the file is empty"), (b"BM not a bitmap", "not a readable image")],
+    ids=["empty", "garbage"],
+)
+def test_load_image_names_the_case_of_an_unreadable_image(tmp_path, content, reason):
+    path = tmp_path / "IMD057.bmp"
+    path.write_bytes(content)
+    with pytest.raises(Ph2DataError) as info:
+        load_image(path, "IMD057")
+    assert str(info.value).startswith(f"PH2 case IMD057: cannot decode {path}: {reason}")
+    assert info.value.case_id == "IMD057" and info.value.path == path
+    assert isinstance(info.value.__cause__, ImageReadError)
 
 
 def test_truncated_mask(root):

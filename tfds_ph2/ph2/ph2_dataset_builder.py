@@ -17,6 +17,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
+from tfds_ph2.ph2.image_reading import ImageReadError, read_image
+
 DUMMY_DATA_DIR = Path(__file__).resolve().parent / "dummy_data"
 """A tiny fake PH2 database in the official layout, usable as a manual dir in tests."""
 
@@ -272,8 +274,17 @@ def _decode(path: epath.Path, case_id: str) -> Image.Image:
 
 
 def load_image(path: epath.Path, case_id: str) -> np.ndarray:
-    """The dermoscopic image as uint8 (H, W, 3)."""
-    return np.asarray(_decode(path, case_id).convert("RGB"))
+    """The dermoscopic image as uint8 (H, W, 3), read by `image_reading.read_image`.
+
+    `python -m ph2_tf predict` reads its inputs with the same function, so the rules (EXIF
+    orientation, greyscale and 16-bit images, alpha) are the same for training and prediction.
+    """
+    try:
+        return read_image(path)
+    except ImageReadError as e:
+        raise Ph2DataError(
+            f"PH2 case {case_id}: cannot decode {path}: {e.reason}", case_id=case_id, path=path
+        ) from e
 
 
 def load_mask(path: epath.Path, case_id: str) -> np.ndarray:

@@ -112,3 +112,26 @@ def test_env_var_is_the_fallback_manual_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PH2_MANUAL_DIR", str(ph2_dataset_builder.DUMMY_DATA_DIR))
     builder = _prepare(tmp_path / "empty_manual_dir", tmp_path / "data")
     assert builder.info.splits.total_num_examples == len(CASES)
+
+
+def test_load_image_scales_16_bit_grey(tmp_path):
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    path = tmp_path / "IMD999.png"
+    Image.fromarray(grey.astype(np.uint16) * 257).save(path)  # 16-bit: 0..65535.
+    image = ph2_dataset_builder.load_image(path, "IMD999")
+    np.testing.assert_array_equal(image, np.repeat(grey[..., None], 3, axis=-1))
+
+
+def test_16_bit_grey_png_images_are_scaled_not_clipped(tmp_path, monkeypatch):
+    monkeypatch.delenv("PH2_MANUAL_DIR", raising=False)
+    root = copy_cases(["IMD002", "IMD048", "IMD049", "IMD057"], tmp_path / "manual")
+    expected = {}
+    for bmp in root.glob("*/*/*_Dermoscopic_Image/*.bmp"):
+        grey = np.asarray(Image.open(bmp).convert("L"))
+        Image.fromarray(grey.astype(np.uint16) * 257).save(bmp.with_suffix(".png"))
+        bmp.unlink()
+        expected[bmp.stem] = np.repeat(grey[..., None], 3, axis=-1)
+    examples = _examples(_prepare(root.parent, tmp_path / "data"))
+    assert sorted(examples) == sorted(expected)
+    for case_id, image in expected.items():
+        np.testing.assert_array_equal(examples[case_id]["image"], image)

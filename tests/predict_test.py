@@ -1,0 +1,229 @@
+"""Tests of `python -m ph2_tf predict` with a tiny untrained SavedModel.
+
+The outputs are checked against the SavedModel's own `serving_default` signature run here, so the
+tests hold for whatever the untrained model predicts.
+"""
+
+import io
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_python
+from PIL import Image
+
+from ph2_tf import cli, export
+from ph2_tf.models import build_model
+
+RNG = np.random.default_rng(0)
+HEIGHT, WIDTH = 40, 56
+RGB = RNG.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+GREY = RNG.integers(0, 256, (HEIGHT, WIDTH), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory):
+    """An untrained 32x32 UNet (width 1/8) exported in TF Serving layout; its version dir."""
+    keras.utils.set_random_seed(0)
+    model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
+    base_dir = tmp_path_factory.mktemp("saved_models")
+    return export.export_for_serving(model, base_dir=base_dir, model_name="unet", image_size=32)
+
+
+@pytest.fixture(scope="session")
+def probabilities(saved_model):
+    """The signature's lesion probability map (H, W) of a uint8 RGB image."""
+    loaded = tf.saved_model.load(str(saved_model))
+    serve = loaded.signatures[export.SIGNATURE]
+
+    def run(image):
+        outputs = serve(**{export.INPUT_NAME: tf.constant(image[None])})
+        return outputs["probabilities"].numpy()[0, ..., 0]
+
+    return run
+
+
+def _save(pixels, path, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, **kwargs)
+    return path
+
+
+def _read(path):
+    return np.asarray(Image.open(path))
+
+
+def _predict(capsys, *args):
+    """Runs `predict` in this process; returns (exit status, stdout, stderr lines)."""
+    status = cli.main(["predict", *map(str, args)])
+    captured = capsys.readouterr()
+    # tqdm redraws its bar with carriage returns; keep the last state of each line.
+    return status, captured.out, [line.split("\r")[-1] for line in captured.err.splitlines()]
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_predicted(saved_model, tmp_path):
+    images = tmp_path / "images"
+    inputs = [
+        _save(RGB, images / "a.png"),
+        images / "broken.png",
+        _save(RGB, images / "a.jpg"),
+        images / "empty.jpg",
+        _save(GREY.astype(np.uint16) * 257, images / "gray16.png"),
+        _save(GREY, images / "gray8.png"),
+        _save(RGB[::-1], images / "later.png"),
+    ]
+    buffer = io.BytesIO()
+    Image.fromarray(RGB).save(buffer, format="PNG")
+    inputs[1].write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # Header intact.
+    inputs[3].write_bytes(b"")
+    out_dir = tmp_path / "out"
+
+    proc = run_python(
+        ["-m", "ph2_tf", "predict", "--saved-model", saved_model.parent, "--output-dir"]
+        + [out_dir, "--probabilities", *inputs],
+        check=False,
+    )
+
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    written = ["a.jpg", "a.png", "gray16.png", "gray8.png", "later.png"]
+    assert sorted(p.name for p in out_dir.glob("*.mask.png")) == [f"{n}.mask.png" for n in written]
+    assert len(list(out_dir.glob("*.overlay.png"))) == 5
+    for bad in ("broken.png", "empty.jpg"):
+        lines = [line for line in proc.stderr.splitlines() if bad in line]
+        assert len(lines) == 1 and "cannot read image" in lines[0], proc.stderr
+    assert "file is truncated" in proc.stderr and "the file is empty" in proc.stderr
+    assert proc.stderr.rstrip().endswith("predict: 5 written, 2 failed")
+    # The 16-bit image is the 8-bit one times 257: scaled back, it is the same image.
+    for kind in ("mask", "probabilities"):
+        np.testing.assert_array_equal(
+            _read(out_dir / f"gray16.png.{kind}.png"), _read(out_dir / f"gray8.png.{kind}.png")
+        )
+    assert np.unique(_read(out_dir / "gray8.png.probabilities.png")).size > 1
+
+
+def test_exif_rotated_jpeg_is_predicted_as_displayed(saved_model, probabilities, tmp_path, capsys):
+    # Orientation 6: the viewer turns the stored pixels 90 degrees clockwise.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = _save(np.ascontiguousarray(np.rot90(RGB)), tmp_path / "photo.jpg", exif=exif)
+    displayed = np.rot90(np.asarray(Image.open(photo).convert("RGB")), -1)
+    assert displayed.shape == (HEIGHT, WIDTH, 3)
+
+    status, _, _ = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", tmp_path, "--probabilities", photo
+    )
+
+    assert status == 0
+    assert _read(tmp_path / "photo.jpg.mask.png").shape == (HEIGHT, WIDTH)
+    expected = np.round(probabilities(np.ascontiguousarray(displayed)) * 65535)
+    np.testing.assert_allclose(_read(tmp_path / "photo.jpg.probabilities.png"), expected, atol=1)
+
+
+def test_folder_input_mirrors_its_tree(saved_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    for name in ("a.png", "sub/b.JPG", "sub/deeper/c.tif", "sub/d.bmp"):
+        _save(RGB, folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    _save(RGB, folder / "old.png.mask.png")  # An earlier run's output: not an input.
+    out_dir = tmp_path / "out"
+
+    status, out, err = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", out_dir, folder
+    )
+
+    assert status == 0, err
+    assert sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.mask.png")) == [
+        "a.png.mask.png",
+        "sub/b.JPG.mask.png",
+        "sub/d.bmp.mask.png",
+        "sub/deeper/c.tif.mask.png",
+    ]
+    assert (out_dir / "sub" / "deeper" / "c.tif.overlay.png").is_file()
+    assert len(out.splitlines()) == 4 and err[-1] == "predict: 4 written, 0 failed"
+
+
+def test_probabilities_and_threshold(saved_model, probabilities, tmp_path, capsys):
+    path = _save(RGB, tmp_path / "a.png")
+    expected = probabilities(RGB)
+    threshold = float(np.median(expected))  # Half the pixels on each side.
+    assert 0.0 < threshold < 1.0
+
+    status, _, err = _predict(
+        capsys,
+        "--saved-model",
+        saved_model,
+        "--output-dir",
+        tmp_path / "out",
+        "--probabilities",
+        "--threshold",
+        repr(threshold),
+        path,
+    )
+
+    assert status == 0, err
+    stored = Image.open(tmp_path / "out" / "a.png.probabilities.png")
+    assert stored.mode == "I;16"
+    np.testing.assert_allclose(np.asarray(stored), np.round(expected * 65535), atol=1)
+    mask = _read(tmp_path / "out" / "a.png.mask.png")
+    clear = np.abs(expected - threshold) > 1e-6
+    np.testing.assert_array_equal(mask[clear], np.where(expected >= threshold, 255, 0)[clear])
+    assert 0 < (mask == 255).mean() < 1
+
+
+@pytest.mark.parametrize(
+    "threshold, reason",
+    [("0", "not strictly between 0 and 1"), ("1.5", "not strictly between"), ("half", "number")],
+)
+def test_threshold_outside_0_1_is_a_usage_error(threshold, reason, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(
+            ["predict", "--saved-model", str(tmp_path), "--output-dir", str(tmp_path)]
+            + ["--threshold", threshold, "a.png"]
+        )
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --threshold:" in err and reason in err
+
+
+def test_unreadable_inputs_and_name_clashes_are_one_line_each(saved_model, tmp_path, capsys):
+    good = _save(RGB, tmp_path / "one" / "a.png")
+    clash = _save(RGB, tmp_path / "two" / "a.png")  # Same output name as `good`.
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    empty_folder = tmp_path / "empty"
+    empty_folder.mkdir()
+    bad = [clash, text, tmp_path / "missing.png", empty_folder]
+
+    status, _, err = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", tmp_path / "out", good, good, *bad
+    )
+
+    assert status == 1
+    assert (tmp_path / "out" / "a.png.mask.png").is_file()
+    for path in bad:
+        assert len([line for line in err if str(path) in line]) == 1, (path, err)
+    assert "would overwrite those of" in "\n".join(err)
+    assert err[-1] == "predict: 1 written, 4 failed"
+
+
+def test_output_dir_that_is_a_file(saved_model, tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    status, _, err = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", tmp_path / "out", "a.png"
+    )
+    assert status == 2
+    assert err == [
+        f"python -m ph2_tf predict: error: --output-dir {tmp_path / 'out'} exists and "
+        "is not a directory"
+    ]
+
+
+def test_saved_model_path_without_a_saved_model(tmp_path, capsys):
+    status, _, err = _predict(
+        capsys, "--saved-model", tmp_path, "--output-dir", tmp_path / "out", "a.png"
+    )
+    assert status == 2 and len(err) == 1
+    assert err[0].startswith("python -m ph2_tf predict: error: no SavedModel in")
+    assert not (tmp_path / "out").exists()
