@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 # (column name, record key, label in comparison.md)
 SCORES = (
-    ("pixel_accuracy", "pixel_accuracy", 'pixel accuracy (the study\'s "IoU")'),
+    ("pixel_accuracy", "pixel_accuracy", 'pixel accuracy (the study\'s "IoU" metric)'),
     ("jaccard", "jaccard", "Jaccard"),
     ("dice", "dice", "Dice"),
     ("jaccard_full_res", "jaccard", "Jaccard at original size"),
@@ -111,7 +111,7 @@ def write_markdown(rows, path, settings_line, test_images, provenance=""):
     """
     header = ["model", "epochs", "optimizer", "loss", "lr"]
     header += [label for _, _, label in SCORES]
-    header += ["train time (s)", 'study\'s "IoU" (= pixel acc.)']
+    header += ["train time (s)", 'study\'s published "IoU"']
     lines = [
         f"# PH2 comparison (test split, {test_images} images)",
         "",

@@ -90,7 +90,7 @@ def test_writes_every_output(finished_run):
             assert len(info["git"]["commit"]) == 40 and info["packages"]["keras"]
 
     table = (run_dir / "comparison.md").read_text()
-    assert 'pixel accuracy (the study\'s "IoU")' in table and " ± " in table
+    assert 'pixel accuracy (the study\'s "IoU" metric)' in table and " ± " in table
     assert "sample standard deviation" in table and "Produced by: backend tensorflow" in table
     # With --epochs 1 neither configuration is one of the study's: no study score beside it.
     assert "did not train" not in table and table.count("| — |") == 2
