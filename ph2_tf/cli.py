@@ -8,6 +8,7 @@ import json
 import pathlib
 import sys
 
+from ph2_tf import versions
 from ph2_tf.profiles import PROFILES
 
 # Files `predict` takes from a folder (compared lower-case); files named explicitly are all read.
@@ -79,9 +80,18 @@ def build_parser():
     )
     _add_data_args(train)
 
-    evaluate = commands.add_parser("evaluate", help="metrics of a trained run on a split (JSON)")
-    evaluate.add_argument("--run-dir", required=True, help="directory written by `train`")
-    evaluate.add_argument("--split", default="test")
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics of a trained run, or of an exported model as served (JSON)"
+    )
+    what = evaluate.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run-dir", help="directory written by `train` (its best.keras)")
+    what.add_argument(
+        "--saved-model",
+        help="an exported SavedModel version directory: measures it through its serving "
+        "signature on the validation and test splits at original size, and writes "
+        "metrics.json beside saved_model.pb (keeping its `source` entry)",
+    )
+    evaluate.add_argument("--split", default="test", help="split of --run-dir")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--threshold", type=float, default=0.5)
     evaluate.add_argument(
@@ -142,36 +152,62 @@ def build_parser():
 
 
 def run_train(args):
-    """`train` command: trains and prints the run directory and the best val_jaccard."""
+    """`train` command: trains and prints the run directory and the best val_jaccard.
+
+    Returns:
+        0; 2 for invalid arguments (checked before any data is read or file written); 1 when
+        training diverged (non-finite loss or weights).
+    """
     from ph2_tf import train
 
     profile = PROFILES[args.profile]
+
+    def chosen(value, default):
+        # `is None`, not `or`: an explicit 0 must be refused, not replaced by the profile's value.
+        return default if value is None else value
+
     out_dir = args.out_dir or f"results/{args.model}_{args.loss}_lr{args.lr:g}_e{args.epochs}"
-    cfg = train.TrainConfig(
-        model=args.model,
-        loss=args.loss,
-        learning_rate=args.lr,
-        epochs=args.epochs,
-        image_size=args.image_size or profile.image_size,
-        width=args.width or profile.width,
-        batch_size=args.batch_size or profile.batch_size,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        augment=args.augment,
-        data_dir=args.data_dir,
-        manual_dir=args.manual_dir,
-        out_dir=out_dir,
-        deterministic=args.deterministic,
-    )
-    _, history = train.train(cfg)
-    best = max(history.history.get(train.MONITOR, [float("nan")]))
+    try:
+        cfg = train.TrainConfig(
+            model=args.model,
+            loss=args.loss,
+            learning_rate=args.lr,
+            epochs=args.epochs,
+            image_size=chosen(args.image_size, profile.image_size),
+            width=chosen(args.width, profile.width),
+            batch_size=chosen(args.batch_size, profile.batch_size),
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            augment=args.augment,
+            data_dir=args.data_dir,
+            manual_dir=args.manual_dir,
+            out_dir=out_dir,
+            deterministic=args.deterministic,
+        )
+    except ValueError as e:
+        print(f"python -m ph2_tf train: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        _, history = train.train(cfg)
+    except train.TrainingDivergedError as e:
+        kept = pathlib.Path(out_dir) / train.BEST_MODEL_FILE
+        print(
+            f"python -m ph2_tf train: training diverged: {e}. "
+            + (f"{kept} holds the best earlier epoch." if kept.exists() else "No model saved."),
+            file=sys.stderr,
+        )
+        return 1
+    best = max(history[train.MONITOR])
     print(json.dumps({"run_dir": out_dir, "best_" + train.MONITOR: best}))
+    return 0
 
 
 def run_evaluate(args):
     """`evaluate` command: writes and prints the metrics JSON of a run's best checkpoint."""
     from ph2_tf import evaluate, train
 
+    if args.saved_model:
+        return _evaluate_saved_model(args)
     model, cfg = train.load_trained(args.run_dir)
     result = evaluate.evaluate(
         model,
@@ -186,6 +222,25 @@ def run_evaluate(args):
     output = args.output or pathlib.Path(args.run_dir) / f"metrics_{args.split}.json"
     evaluate.write_json(result, output)
     print(json.dumps(result, indent=2, sort_keys=True))
+
+
+def _evaluate_saved_model(args):
+    """`evaluate --saved-model`: writes and prints the version's `metrics.json`."""
+    from ph2_tf import publish
+
+    version_dir = pathlib.Path(args.saved_model)
+    if not (version_dir / "saved_model.pb").exists():
+        print(
+            f"python -m ph2_tf evaluate: error: no saved_model.pb in {version_dir}", file=sys.stderr
+        )
+        return 2
+    existing = version_dir / publish.METRICS_FILE
+    source = json.loads(existing.read_text()).get("source") if existing.exists() else None
+    summary = publish.write_metrics(
+        version_dir, source, data_dir=args.data_dir, manual_dir=args.manual_dir
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def run_export(args):
@@ -203,20 +258,6 @@ def run_export(args):
     )
     config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
-
-
-def _version_dir(saved_model):
-    """A SavedModel version directory, or the latest version under a model directory."""
-    path = pathlib.Path(saved_model)
-    if (path / "saved_model.pb").exists():
-        return path
-    versions = sorted(
-        (p for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").exists()),
-        key=lambda p: int(p.name),
-    )
-    if not versions:
-        raise ValueError(f"no SavedModel in {saved_model!r} or in its numbered subdirectories")
-    return versions[-1]
 
 
 def _output_path(stem, kind):
@@ -337,7 +378,7 @@ def run_predict(args):
     if out_dir.exists() and not out_dir.is_dir():
         return fatal(f"--output-dir {out_dir} exists and is not a directory")
     try:
-        version_dir = _version_dir(args.saved_model)
+        version_dir = versions.resolve(args.saved_model)
     except ValueError as e:
         return fatal(str(e))
 

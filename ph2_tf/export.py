@@ -18,9 +18,10 @@ Loading needs only TensorFlow (`tf.saved_model.load`), not this package.
 import pathlib
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from ph2_tf import data
+from ph2_tf import data, versions
 from ph2_tf.heads import lesion_probability
 
 SIGNATURE = "serving_default"
@@ -66,20 +67,6 @@ def serving_function(model, image_size, threshold=0.5):
     return serve
 
 
-def next_version(model_dir):
-    """Next TF Serving version number under a model's base path (1 when there is none).
-
-    Args:
-        model_dir: `<base_dir>/<model_name>`.
-
-    Returns:
-        One more than the largest integer-named subdirectory, or 1.
-    """
-    model_dir = pathlib.Path(model_dir)
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
-
-
 def export_for_serving(
     model, base_dir="saved_models", model_name=None, version=None, image_size=None, threshold=0.5
 ):
@@ -96,7 +83,19 @@ def export_for_serving(
 
     Returns:
         The version directory written, as a `pathlib.Path`.
+
+    Raises:
+        ValueError: non-finite weights, no known image size, or an existing version directory;
+            nothing is written then.
     """
+    non_finite = [
+        w.path for w in model.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()
+    ]
+    if non_finite:
+        raise ValueError(
+            f"refusing to export {model.name!r}: {len(non_finite)} weight tensors hold NaN or "
+            f"infinite values (first: {non_finite[0]}); the run it comes from diverged"
+        )
     image_size = image_size or _training_size(model)
     if image_size is None:
         raise ValueError(
@@ -105,12 +104,25 @@ def export_for_serving(
         )
     model_name = model_name or model.name
     model_dir = pathlib.Path(base_dir) / model_name
-    version = next_version(model_dir) if version is None else version
+    version = versions.next_version(model_dir) if version is None else version
     if not isinstance(version, int) or version <= 0:
         raise ValueError(f"version must be a positive int, got {version!r}")
     path = model_dir / str(version)
     if path.exists():
         raise ValueError(f"export directory already exists: {str(path)!r}")
+    write_saved_model(model, path, image_size, threshold)
+    return path
+
+
+def write_saved_model(model, path, image_size, threshold=0.5):
+    """Writes the serving SavedModel of `model` to `path` (no version logic, no checks).
+
+    Args:
+        model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits.
+        path: the SavedModel directory to create.
+        image_size: training size `S`.
+        threshold: probability at or above which the `mask` output is 1.
+    """
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -119,7 +131,6 @@ def export_for_serving(
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
     )
     archive.write_out(str(path), verbose=False)
-    return path
 
 
 def write_models_config(base_dir="saved_models", serving_root=None):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ph2_tf import evaluate, export, provenance
+from ph2_tf import evaluate, export, provenance, versions
 
 METRICS_FILE = "metrics.json"
 SELECTION_SPLIT = "validation"
@@ -138,7 +138,7 @@ def publish(
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     try:
         candidate = measure(staging, [SELECTION_SPLIT], **common)[SELECTION_SPLIT]["metrics"]
-        served = export.served_versions(model_dir)
+        served = versions.served_versions(model_dir)
         score = candidate[SELECTION_METRIC]
         name = source.get("name", "candidate")
         what = f"{model_name}: {name} ({SELECTION_SPLIT} Jaccard {score:.4f})"
@@ -156,7 +156,7 @@ def publish(
             reason += ", published because forced" if score <= current_score else ""
         else:
             reason = "no version served yet"
-        path = model_dir / str(export.next_version(model_dir))
+        path = model_dir / str(versions.next_version(model_dir))
         staging.rename(path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

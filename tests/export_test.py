@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import SCRIPTS_DIR, run_python, subprocess_env
 
-from ph2_tf import data, export
+from ph2_tf import data, export, versions
 from ph2_tf.heads import lesion_probability
 from ph2_tf.models import build_model
 
@@ -32,7 +32,7 @@ def test_tf_serving_layout_and_models_config(exported):
     _, base_dir, path = exported
     assert path == base_dir / "segnet" / "1"
     assert (path / "saved_model.pb").exists() and (path / "variables").is_dir()
-    assert export.next_version(base_dir / "segnet") == 2
+    assert versions.next_version(base_dir / "segnet") == 2
     config = export.write_models_config(base_dir, serving_root="/models").read_text()
     assert config.startswith("model_config_list {")
     assert 'name: "segnet"' in config

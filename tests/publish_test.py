@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ph2_tf import export, publish
+from ph2_tf import export, publish, versions
 from ph2_tf.models import build_model
 
 IMAGE_SIZE = 32
@@ -60,7 +60,7 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
     forced = publish_model(background, "worse, forced", base_dir, ph2_dummy, lines, force=True)
     assert forced == base_dir / "ph2_unet" / "3" and "forced" in lines[-1]
 
-    assert [p.name for p in export.served_versions(base_dir / "ph2_unet")] == ["1", "2", "3"]
+    assert [p.name for p in versions.served_versions(base_dir / "ph2_unet")] == ["1", "2", "3"]
     assert not (base_dir / "ph2_unet" / ".candidate").exists()
     assert 'name: "ph2_unet"' in (base_dir / export.MODELS_CONFIG).read_text()
 
