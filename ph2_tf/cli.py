@@ -148,6 +148,26 @@ def build_parser():
         help="image files (any format Pillow reads) and folders, searched recursively for "
         + ", ".join(IMAGE_SUFFIXES),
     )
+
+    prepare = commands.add_parser(
+        "prepare",
+        help="prepare the TFDS ph2 configs for tfds.load and for reading without TensorFlow",
+        description="Prepares each config in TFDS's tfrecord format (read by tfds.load) and "
+        "adds array_record files (read by tfds.data_source, ph2_tf.sources, without "
+        "TensorFlow). Configs already complete are skipped.",
+    )
+    prepare.add_argument("--data-dir", help="TFDS data directory (default: TFDS's)")
+    prepare.add_argument(
+        "--manual-dir",
+        help="PH2 archive contents (default: TFDS's manual dir, then $PH2_MANUAL_DIR)",
+    )
+    prepare.add_argument(
+        "--configs",
+        nargs="+",
+        choices=("original", "resized_256", "resized_128"),
+        default=("original", "resized_256", "resized_128"),
+        help="ph2 configs to prepare (default: all)",
+    )
     return parser
 
 
@@ -428,11 +448,34 @@ def run_predict(args):
     return 1 if failures else 0
 
 
+def run_prepare(args):
+    """`prepare` command: prepares `ph2` configs for `tfds.load` and for `ph2_tf.sources`.
+
+    Returns:
+        0; 2 when PH2 data is needed but not found; 1 when the PH2 data is unreadable or a
+        prepared dataset cannot be completed.
+    """
+    from ph2_tf import prepare
+    from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
+
+    try:
+        prepare.prepare(args.data_dir, args.manual_dir, args.configs)
+    except Ph2FileNotFoundError as e:
+        # The first line says what is missing; the rest are the download instructions.
+        print(f"python -m ph2_tf prepare: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except (Ph2DataError, prepare.PrepareError) as e:
+        print(f"python -m ph2_tf prepare: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "train": run_train,
     "evaluate": run_evaluate,
     "export": run_export,
     "predict": run_predict,
+    "prepare": run_prepare,
 }
 
 
