@@ -1,6 +1,7 @@
 """Reproduce the PH2 study's UNet/SegNet comparison with Keras Tuner, measured honestly.
 
-With no arguments: the study's 15 configurations on the `small` profile, PH2 read from
+With no arguments: the study's 15 configurations, on the `full` profile (the study's scale) when
+an accelerator is present and on the CPU-sized `small` profile otherwise, PH2 read from
 `PH2_MANUAL_DIR` (or the TFDS default manual dir), outputs in `results/grid-small-seeds1/`
 and the best model of each architecture published to `saved_models/` as a new version if it
 beats the served one on the validation split. Run it again after an interruption and it
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from ph2_tf import provenance, tuning
+from ph2_tf import accelerators, provenance, train, tuning
 from ph2_tf.profiles import PROFILES
 
 
@@ -35,7 +36,17 @@ def parse_args(argv=None):
         "over the same model/loss/learning-rate/epochs values",
     )
     parser.add_argument("--seeds", type=int, default=1, help="seeds per configuration")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="small")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        help="default: full on a GPU or TPU, small on a CPU (the full grid would take days there)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=train.PRECISIONS,
+        default="float32",
+        help="Keras dtype policy (the study trained in float32)",
+    )
     parser.add_argument("--max-trials", type=int, default=20, help="trial budget of --mode search")
     parser.add_argument(
         "--only",
@@ -100,6 +111,24 @@ class _Tee:
         return False
 
 
+def choose_profile(args):
+    """Sets `args.profile` when not given.
+
+    Returns:
+        One line saying which profile was chosen and why.
+    """
+    if args.profile is not None:
+        return f"profile {args.profile}: chosen with --profile"
+    count = accelerators.accelerator_count()
+    args.profile = "full" if count else "small"
+    why = (
+        f"{count} accelerator(s) found: the study's scale"
+        if count
+        else "no GPU or TPU found, and the full profile would take days on a CPU"
+    )
+    return f"profile {args.profile}: {why} (choose with --profile)"
+
+
 def settings_from_args(args):
     for option, value in (
         ("seeds", args.seeds),
@@ -108,6 +137,7 @@ def settings_from_args(args):
     ):
         if value is not None and value < 1:
             raise SystemExit(f"--{option} must be at least 1, received {value}")
+    args.profile_note = choose_profile(args)
     run_name = args.run_name or f"{args.mode}-{args.profile}-seeds{args.seeds}"
     return tuning.SearchSettings(
         profile=PROFILES[args.profile],
@@ -116,6 +146,7 @@ def settings_from_args(args):
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
         grid=selected_grid(args) if args.mode == "grid" else None,
+        precision=args.precision,
     )
 
 
@@ -140,6 +171,7 @@ def run(args, settings):
         f"seeds={list(settings.seeds)} -> {settings.run_dir}",
         flush=True,
     )
+    print(args.profile_note, flush=True)
     print(f"provenance: {json.dumps(provenance.collect())}", flush=True)
     start = time.perf_counter()
     if args.report_only:

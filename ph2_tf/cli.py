@@ -1,6 +1,8 @@
-"""Command line: `python -m ph2_tf train|evaluate|predict|export`.
+"""Command line: `python -m ph2_tf prepare|train|evaluate|predict|export`.
 
-TensorFlow is imported only once a command runs, so `--help` is fast.
+TensorFlow is imported only once a command that needs it runs, so `--help` is fast, and `train`
+and `evaluate --run-dir` run without TensorFlow on another Keras backend (`KERAS_BACKEND=jax`).
+`prepare`, `export`, `predict` and `evaluate --saved-model` need TensorFlow.
 """
 
 import argparse
@@ -45,7 +47,8 @@ def build_parser():
     """The argument parser of all commands.
 
     Returns:
-        An `argparse.ArgumentParser` with the `train`, `evaluate`, `predict` and `export` commands.
+        An `argparse.ArgumentParser` with the `prepare`, `train`, `evaluate`, `predict` and
+        `export` commands.
     """
     parser = argparse.ArgumentParser(
         prog="python -m ph2_tf", description="UNet / SegNet lesion segmentation on PH2."
@@ -69,6 +72,11 @@ def build_parser():
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--augment", action="store_true", help="flips, rotations, zoom, colour")
+    train.add_argument(
+        "--precision",
+        default="float32",
+        help="Keras dtype policy: float32 (the study's) or mixed_bfloat16",
+    )
     train.add_argument(
         "--no-deterministic",
         dest="deterministic",
@@ -203,6 +211,7 @@ def run_train(args):
             manual_dir=args.manual_dir,
             out_dir=out_dir,
             deterministic=args.deterministic,
+            precision=args.precision,
         )
     except ValueError as e:
         print(f"python -m ph2_tf train: error: {e}", file=sys.stderr)

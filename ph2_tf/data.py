@@ -1,19 +1,19 @@
 """PH2 input pipelines: TFDS examples to batched, optionally distributed `tf.data` datasets.
 
 The pipeline for one split is: read the TFDS `ph2` config that matches the training size (so that
-full-size images are not decoded when a pre-resized config exists), resize (image bilinear with
-anti-aliasing, mask nearest), scale the image to [0, 1], cache, and for training shuffle with a
-seed and optionally augment; then batch by the global batch size, prefetch and, given a
-`tf.distribute` strategy, distribute (each replica gets `batch_size / num_replicas_in_sync`).
+full-size images are not decoded when a pre-resized config exists), preprocess with
+`ph2_tf.preprocessing.preprocess` (the definition every backend and the serving signature use:
+image scaled to [0, 1] and resized bilinearly with anti-aliasing, mask nearest), cache, and for
+training shuffle with a seed and optionally augment; then batch by the global batch size, prefetch
+and, given a `tf.distribute` strategy, distribute (each replica gets `batch_size / replicas`).
 """
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
-
-# TFDS configs holding images already resized to a given side.
-RESIZED_CONFIGS = {128: "resized_128", 256: "resized_256"}
+from ph2_tf import preprocessing
+from ph2_tf.preprocessing import tfds_config_for
 
 # Augmentation strengths: small on purpose (dermoscopy colour carries diagnostic information).
 _MIN_CROP_FRACTION = 0.85
@@ -21,19 +21,6 @@ _BRIGHTNESS_DELTA = 0.05
 _CONTRAST_RANGE = (0.9, 1.1)
 _SATURATION_RANGE = (0.9, 1.1)
 _HUE_DELTA = 0.02
-
-
-def tfds_config_for(image_size):
-    """Returns the TFDS `ph2` config to read for a training size.
-
-    Args:
-        image_size: side of the square training images, in pixels.
-
-    Returns:
-        `'resized_128'` or `'resized_256'` when such a config exists for `image_size`,
-        else `'original'`.
-    """
-    return RESIZED_CONFIGS.get(image_size, "original")
 
 
 def load_examples(split, config="original", *, data_dir=None, manual_dir=None):
@@ -62,34 +49,8 @@ def load_examples(split, config="original", *, data_dir=None, manual_dir=None):
     )
 
 
-def resize_image(image, size):
-    """Resizes float images to `size` with anti-aliased bilinear interpolation.
-
-    Args:
-        image: float tensor `(H, W, C)` or `(B, H, W, C)`.
-        size: `(height, width)`.
-
-    Returns:
-        The resized float32 images.
-    """
-    return tf.image.resize(image, size, method="bilinear", antialias=True)
-
-
-def resize_mask(mask, size):
-    """Resizes masks to `size` with nearest-neighbour interpolation (values are kept).
-
-    Args:
-        mask: tensor `(H, W, 1)` or `(B, H, W, 1)`.
-        size: `(height, width)`.
-
-    Returns:
-        The resized masks, in the input's dtype.
-    """
-    return tf.image.resize(mask, size, method="nearest")
-
-
 def preprocess(example, image_size):
-    """Turns one TFDS example into training tensors.
+    """Turns one TFDS example into training tensors (`preprocessing.preprocess` on its features).
 
     Args:
         example: feature dict with uint8 `image` `(H, W, 3)` and `segmentation_mask` `(H, W, 1)`.
@@ -99,10 +60,7 @@ def preprocess(example, image_size):
         `(image, mask)`: float32 `(image_size, image_size, 3)` in [0, 1] and float32
         `(image_size, image_size, 1)` in {0, 1}.
     """
-    size = (image_size, image_size)
-    image = resize_image(tf.cast(example["image"], tf.float32) / 255.0, size)
-    mask = resize_mask(example["segmentation_mask"], size)
-    return image, tf.cast(mask > 0, tf.float32)
+    return preprocessing.preprocess(example["image"], example["segmentation_mask"], image_size)
 
 
 def augment_example(image, mask, seed):

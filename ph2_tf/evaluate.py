@@ -1,12 +1,17 @@
-"""Evaluation of a segmentation model on a PH2 split, at training and at original resolution."""
+"""Evaluation of a segmentation model on a PH2 split, at training and at original resolution.
+
+Backend-agnostic: examples are read with `ph2_tf.arrays` and preprocessed by
+`ph2_tf.preprocessing`, the definitions training uses. Only `evaluate_serving`, which runs an
+exported SavedModel, needs TensorFlow.
+"""
 
 import json
 import pathlib
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from ph2_tf import data
+from ph2_tf import arrays
 from ph2_tf.heads import lesion_probability
 from ph2_tf.metrics import compute_metrics
 
@@ -26,19 +31,16 @@ def predict_split(model, split, *, image_size, batch_size=8, data_dir=None, manu
         `(probabilities, masks)`: dicts keyed by image id of float32 `(S, S)` lesion
         probabilities and of bool `(S, S)` ground-truth masks at the same size.
     """
-    examples = data.load_examples(
-        split, data.tfds_config_for(image_size), data_dir=data_dir, manual_dir=manual_dir
+    images, masks, ids = arrays.load_arrays(
+        split, image_size, data_dir=data_dir, manual_dir=manual_dir
     )
-    batches = examples.map(
-        lambda example: (*data.preprocess(example, image_size), example["image_id"])
-    ).batch(batch_size)
-    probabilities, masks = {}, {}
-    for images, true_masks, ids in batches:
-        probs = np.asarray(lesion_probability(model(images, training=False)))
-        for image_id, prob, mask in zip(ids.numpy(), probs, true_masks.numpy(), strict=True):
-            probabilities[image_id.decode()] = prob[..., 0]
-            masks[image_id.decode()] = mask[..., 0] > 0.5
-    return probabilities, masks
+    probabilities = {}
+    for start in range(0, len(ids), batch_size):
+        logits = model(images[start : start + batch_size], training=False)
+        batch = ops.convert_to_numpy(ops.cast(lesion_probability(logits), "float32"))
+        for image_id, probability in zip(ids[start:], batch, strict=False):
+            probabilities[image_id] = probability[..., 0]
+    return probabilities, {i: mask[..., 0] > 0.5 for i, mask in zip(ids, masks, strict=True)}
 
 
 def evaluate(
@@ -94,13 +96,13 @@ def evaluate(
     }
     if original_resolution:
         full_masks, full_preds = [], []
-        originals = data.load_examples(split, "original", data_dir=data_dir, manual_dir=manual_dir)
-        for example in originals.as_numpy_iterator():
+        originals = arrays.examples(split, "original", data_dir=data_dir, manual_dir=manual_dir)
+        for example in originals:
             full_mask = example["segmentation_mask"][..., 0] > 0
-            prob = probabilities[example["image_id"].decode()]
-            resized = tf.image.resize(prob[..., None], full_mask.shape, method="bilinear")
+            prob = probabilities[example["image_id"]]
+            resized = ops.image.resize(prob[..., None], full_mask.shape, interpolation="bilinear")
             full_masks.append(full_mask)
-            full_preds.append(resized.numpy()[..., 0] >= threshold)
+            full_preds.append(ops.convert_to_numpy(resized)[..., 0] >= threshold)
         result["original_resolution"] = _metrics(full_masks, full_preds)
     return result
 
@@ -124,9 +126,10 @@ def evaluate_serving(serve, split="test", *, data_dir=None, manual_dir=None):
         A JSON-serialisable dict: `split`, `num_images`, `resolution` (`"original"`) and
         `metrics` (metric name -> float).
     """
+    import tensorflow as tf  # a SavedModel's signature runs on TensorFlow
+
     true_masks, pred_masks = [], []
-    originals = data.load_examples(split, "original", data_dir=data_dir, manual_dir=manual_dir)
-    for example in originals.as_numpy_iterator():
+    for example in arrays.examples(split, "original", data_dir=data_dir, manual_dir=manual_dir):
         mask = serve(images=tf.constant(example["image"][None]))["mask"]
         pred_masks.append(np.asarray(mask)[0, ..., 0] > 0)
         true_masks.append(example["segmentation_mask"][..., 0] > 0)

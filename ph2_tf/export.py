@@ -2,7 +2,7 @@
 
 Layout: `<base_dir>/<model_name>/<version>/saved_model.pb` (+ `variables/`), as TF Serving expects
 under a model's base path. The `serving_default` signature takes uint8 images `[N, H, W, 3]` of
-any size, resizes and scales them inside the graph exactly as `ph2_tf.data` does for training,
+any size, resizes and scales them inside the graph with `ph2_tf.preprocessing`, as training does,
 and returns, at the input's size:
 
 - `probabilities`: float32 `[N, H, W, 1]` lesion probability;
@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ph2_tf import data, versions
+from ph2_tf import preprocessing, versions
 from ph2_tf.heads import lesion_probability
 
 SIGNATURE = "serving_default"
@@ -57,7 +57,7 @@ def serving_function(model, image_size, threshold=0.5):
         )
         size = tf.shape(images)[1:3]
         scaled = tf.cast(images, tf.float32) / 255.0
-        logits = model(data.resize_image(scaled, (image_size, image_size)), training=False)
+        logits = model(preprocessing.resize_image(scaled, (image_size, image_size)), training=False)
         probabilities = tf.image.resize(lesion_probability(logits), size, method="bilinear")
         return {
             "probabilities": probabilities,

@@ -11,9 +11,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from ph2_tf import evaluate, export, provenance, versions
+from ph2_tf import evaluate, provenance, versions
 
 METRICS_FILE = "metrics.json"
 SELECTION_SPLIT = "validation"
@@ -52,6 +51,10 @@ def best_per_model(records):
 
 
 def _signature(version_dir):
+    import tensorflow as tf  # exported models run on TensorFlow; the rest of this module not
+
+    from ph2_tf import export
+
     return tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE]
 
 
@@ -130,6 +133,8 @@ def publish(
     Returns:
         The new version directory, or None when nothing was published.
     """
+    from ph2_tf import export  # imports TensorFlow
+
     model_dir = Path(base_dir) / model_name
     staging = model_dir / ".candidate"
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted earlier call

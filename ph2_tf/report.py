@@ -27,6 +27,8 @@ CSV_COLUMNS = (
     + ["train_seconds_mean", "diverged_seeds", "study_iou"]
 )
 DIVERGED = "diverged"
+# A score no finished seed has: original-size data is not on a machine without TensorFlow.
+NOT_MEASURED = "not measured"
 
 
 def load_records(run_dir) -> list[dict]:
@@ -62,7 +64,8 @@ def summarize(records, configurations, study_scores=None) -> list[dict]:
         }
         for name, key, _ in SCORES:
             split = "test_original_resolution" if name.endswith("_full_res") else "test"
-            values = [r[split][key] for r in finished]
+            # None at original size: that data was not on the training machine.
+            values = [r[split][key] for r in finished if r[split] is not None]
             row[f"{name}_mean"] = float(np.mean(values)) if values else None
             row[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
         times = [r["train_seconds"] for r in finished]
@@ -134,7 +137,7 @@ def write_markdown(rows, path, settings_line, test_images, provenance=""):
         for name, _, _ in SCORES:
             mean, std = row[f"{name}_mean"], row[f"{name}_std"]
             # A standard deviation over one seed would only look like certainty.
-            cells.append(_mean_std(mean, std, row["diverged_seeds"]))
+            cells.append(_mean_std(mean, std, row["seeds"], row["diverged_seeds"]))
         time = row["train_seconds_mean"]
         cells.append(DIVERGED if time is None else f"{time:.0f}")
         study = row["study_iou"]
@@ -143,7 +146,9 @@ def write_markdown(rows, path, settings_line, test_images, provenance=""):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def _mean_std(mean, std, diverged):
+def _mean_std(mean, std, finished, diverged):
+    if mean is None and finished:
+        return NOT_MEASURED
     if mean is None:
         return f"{DIVERGED} (all {diverged} seeds)"
     text = f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"

@@ -1,5 +1,10 @@
 """Training: strategy choice, model compilation, callbacks and the `train` entry point.
 
+Backend-agnostic: on TensorFlow (the default) data comes from the `tf.data` pipeline of
+`ph2_tf.data` and training runs under a `tf.distribute` strategy; on another Keras backend (JAX)
+nothing here imports TensorFlow, data comes from `ph2_tf.arrays`, and several local
+accelerators are used through `keras.distribution.DataParallel`.
+
 `train(cfg)` is what the command line and the hyper-parameter tuner both call; its pieces
 (`get_strategy`, `build_and_compile`, `make_callbacks`, `read_log`) can also be used on their own.
 
@@ -8,6 +13,7 @@ its wall time, also across a kill and resume), `best.keras` (best `val_jaccard`,
 non-finite model) and, while it runs, `backup/` to resume from.
 """
 
+import contextlib
 import csv
 import dataclasses
 import importlib.util
@@ -20,9 +26,8 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from ph2_tf import data
+from ph2_tf import accelerators, arrays
 from ph2_tf.losses import LOSS_NAMES, get_loss, num_classes_for
 from ph2_tf.metrics import segmentation_metrics
 from ph2_tf.models import MODEL_NAMES, build_model
@@ -35,6 +40,7 @@ LOG_FILE = "log.csv"
 EPOCH_SECONDS = "epoch_seconds"
 # Both models halve the input 4 (UNet) or 5 (SegNet) times.
 SIZE_MULTIPLE = 32
+PRECISIONS = ("float32", "mixed_bfloat16")
 # Keras versions whose private fit internals `_adapt_for_multi_worker` patches were checked with.
 MULTI_WORKER_PATCH_KERAS = ((3, 0), (3, 16))  # [first, last) major.minor
 
@@ -62,7 +68,8 @@ class TrainConfig:
         manual_dir: PH2 manual directory used to prepare the dataset if needed.
         out_dir: directory for the checkpoint, backup, logs and config.
         deterministic: enable TensorFlow op determinism (reproducible CPU runs; some GPU kernels
-            have no deterministic version).
+            have no deterministic version). Other backends are deterministic on the CPU anyway.
+        precision: Keras dtype policy, `'float32'` (the study's) or `'mixed_bfloat16'`.
     """
 
     model: str = "unet"
@@ -79,6 +86,7 @@ class TrainConfig:
     manual_dir: str | None = None
     out_dir: str = "results/run"
     deterministic: bool = True
+    precision: str = "float32"
 
     def __post_init__(self):
         self.validate()
@@ -115,6 +123,12 @@ class TrainConfig:
             "a finite number >= 0",
         )
         check(count(self.seed, 0), "seed", "an integer >= 0")
+        check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}")
+        check(
+            not self.augment or keras.backend.backend() == "tensorflow",
+            "augment",
+            "False on the non-TensorFlow backends (augmentation is in the tf.data pipeline)",
+        )
 
     def save(self, path):
         """Writes the config as JSON.
@@ -138,14 +152,16 @@ class TrainConfig:
 
 
 def set_seeds(seed, deterministic=True):
-    """Seeds Python, NumPy, TensorFlow and Keras, and optionally enables op determinism.
+    """Seeds Python, NumPy, Keras and the backend, and optionally enables op determinism.
 
     Args:
         seed: the seed.
-        deterministic: also call `tf.config.experimental.enable_op_determinism()`.
+        deterministic: on TensorFlow, also call `tf.config.experimental.enable_op_determinism()`.
     """
     keras.utils.set_random_seed(seed)
-    if deterministic:
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
 
 
@@ -159,8 +175,12 @@ def get_strategy():
     `jit_compile="auto"` turns XLA off.
 
     Returns:
-        A `tf.distribute.Strategy`.
+        A `tf.distribute.Strategy`; None on other Keras backends (see `use_local_accelerators`).
     """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) >= 2:
@@ -168,11 +188,33 @@ def get_strategy():
     return tf.distribute.get_strategy()
 
 
+def strategy_scope(strategy):
+    """`strategy.scope()`, or a no-op context for None (non-TensorFlow backends)."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def use_local_accelerators():
+    """On JAX with several local accelerators, trains data-parallel over all of them.
+
+    Sets `keras.distribution.DataParallel()` as the global distribution, so call it before
+    building the model. One device, the CPU, and the TensorFlow backend (which has
+    `get_strategy`) are left alone.
+
+    Returns:
+        The number of accelerators used, 0 when none.
+    """
+    count = accelerators.accelerator_count()
+    if keras.backend.backend() == "jax" and count > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    return count
+
+
 def build_and_compile(cfg):
     """Builds the model and compiles it with AdamW, the configured loss and the metrics.
 
     Call inside `strategy.scope()` so that variables are created by the strategy. Under
-    `MultiWorkerMirroredStrategy` the model also gets `_adapt_for_multi_worker`.
+    `MultiWorkerMirroredStrategy` the model also gets `_adapt_for_multi_worker`. Sets the global
+    Keras dtype policy to `cfg.precision` first.
 
     Args:
         cfg: a `TrainConfig`.
@@ -180,6 +222,7 @@ def build_and_compile(cfg):
     Returns:
         The compiled Keras model (static input shape `(image_size, image_size, 3)`).
     """
+    keras.config.set_dtype_policy(cfg.precision)
     model = build_model(
         cfg.model,
         input_shape=(cfg.image_size, cfg.image_size, 3),
@@ -193,8 +236,11 @@ def build_and_compile(cfg):
         loss=get_loss(cfg.loss),
         metrics=segmentation_metrics(),
     )
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-        _adapt_for_multi_worker(model, cfg.image_size)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            _adapt_for_multi_worker(model, cfg.image_size)
     return model
 
 
@@ -220,6 +266,8 @@ def _adapt_for_multi_worker(model, image_size):
     Raises:
         RuntimeError: the installed Keras is outside `MULTI_WORKER_PATCH_KERAS`.
     """
+    import tensorflow as tf
+
     check_multi_worker_patch_applies()
     shapes = ((None, image_size, image_size, 3), (None, image_size, image_size, 1))
     model._symbolic_build(data_batch=tuple(tf.TensorSpec(shape) for shape in shapes))
@@ -374,8 +422,9 @@ def make_callbacks(cfg, out_dir):
             argument keeps the signature stable for the tuner).
         out_dir: directory receiving `best.keras` (best `val_jaccard`), `backup/`
             (`BackupAndRestore`: a killed run resumes at its next epoch), `log.csv` (`EpochLog`),
-            and `tensorboard/` (only when the `tensorboard` package is installed: TensorFlow
-            >= 2.20 no longer installs it, and its summary ops need it).
+            and `tensorboard/` (only on the TensorFlow backend, whose summary ops Keras' callback
+            uses, and when the `tensorboard` package is installed: TensorFlow >= 2.20 no longer
+            installs it).
 
     Returns:
         A list of Keras callbacks.
@@ -395,7 +444,9 @@ def make_callbacks(cfg, out_dir):
             initial_value_threshold=_best_logged(out_dir, MONITOR),
         ),
     ]
-    if importlib.util.find_spec("tensorboard") is None:
+    if keras.backend.backend() != "tensorflow":
+        pass  # Keras' TensorBoard callback writes through tf.summary.
+    elif importlib.util.find_spec("tensorboard") is None:
         warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=2)
     else:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
@@ -417,13 +468,36 @@ def worker_out_dir(out_dir, strategy):
     """
     out_dir = pathlib.Path(out_dir)
     resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    if resolver is None:
+        return out_dir
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return out_dir
     task_type, task_id = resolver.task_type, resolver.task_id
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     if task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief):
         return out_dir
     return out_dir / f"{task_type}_{task_id}"
+
+
+def _datasets(cfg):
+    """`(train, validation)` data for `fit`: tf.data on TensorFlow, `arrays.Batches` elsewhere."""
+    common = dict(data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
+    if keras.backend.backend() == "tensorflow":
+        from ph2_tf import data  # imports TensorFlow
+
+        common.update(image_size=cfg.image_size, batch_size=cfg.batch_size)
+        train_ds = data.load_split(
+            "train", training=True, augment=cfg.augment, seed=cfg.seed, **common
+        )
+        return train_ds, data.load_split("validation", **common)
+    train_images, train_masks, _ = arrays.load_arrays("train", cfg.image_size, **common)
+    val_images, val_masks, _ = arrays.load_arrays("validation", cfg.image_size, **common)
+    return (
+        arrays.Batches(train_images, train_masks, cfg.batch_size, shuffle=True, seed=cfg.seed),
+        arrays.Batches(val_images, val_masks, cfg.batch_size),
+    )
 
 
 def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
@@ -433,7 +507,8 @@ def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
 
     Args:
         cfg: a `TrainConfig` (validated again here, before any data is read or file written).
-        strategy: a `tf.distribute.Strategy`; `get_strategy()` when None.
+        strategy: a `tf.distribute.Strategy`; `get_strategy()` when None (which is None on
+            other backends, where `use_local_accelerators` decides).
         model: a model compiled by `build_and_compile(cfg)` under `strategy` (the tuner builds
             its own); built here when None.
         extra_callbacks: more Keras callbacks, run after the standard ones.
@@ -450,27 +525,22 @@ def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
     """
     cfg.validate()
     set_seeds(cfg.seed, cfg.deterministic)
+    accelerators.enable_jax_compilation_cache()
     strategy = strategy or get_strategy()
     out_dir = worker_out_dir(cfg.out_dir, strategy)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(out_dir / CONFIG_FILE)
-    common = dict(
-        image_size=cfg.image_size,
-        batch_size=cfg.batch_size,
-        data_dir=cfg.data_dir,
-        manual_dir=cfg.manual_dir,
-    )
-    train_ds = data.load_split("train", training=True, augment=cfg.augment, seed=cfg.seed, **common)
-    val_ds = data.load_split("validation", **common)
+    train_data, val_data = _datasets(cfg)
     if model is None:
         # Seeded again: preparing the dataset on first use consumes random state, and the
         # first run must initialise its weights as every later run with this seed does.
         set_seeds(cfg.seed, cfg.deterministic)
-        with strategy.scope():
+        use_local_accelerators()
+        with strategy_scope(strategy):
             model = build_and_compile(cfg)
     model.fit(
-        train_ds,
-        validation_data=val_ds,
+        train_data,
+        validation_data=val_data,
         epochs=cfg.epochs,
         callbacks=make_callbacks(cfg, out_dir) + list(extra_callbacks),
         verbose=verbose,

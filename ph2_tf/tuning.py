@@ -14,8 +14,10 @@ from pathlib import Path
 import keras
 import keras_tuner
 import numpy as np
+import tensorflow_datasets as tfds
 
-from ph2_tf import data, evaluate, provenance, publish, report, train
+import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
+from ph2_tf import arrays, evaluate, preprocessing, provenance, publish, report, train
 from ph2_tf.heads import lesion_probability
 from ph2_tf.profiles import Profile
 
@@ -97,6 +99,7 @@ class SearchSettings:
         manual_dir: where PH2 was downloaded (None: `PH2_MANUAL_DIR` or the TFDS default).
         grid: the configurations of `--mode grid`; None for `--mode search`.
         verbose: Keras `fit` verbosity.
+        precision: Keras dtype policy of every run (`train.PRECISIONS`).
     """
 
     profile: Profile
@@ -106,6 +109,7 @@ class SearchSettings:
     manual_dir: str | None = None
     grid: tuple | None = STUDY_GRID
     verbose: int = 2
+    precision: str = "float32"
 
     def record_path(self, config: Configuration, seed: int) -> Path:
         return self.run_dir / "records" / f"{config.name}__seed{seed}.json"
@@ -125,12 +129,13 @@ class PH2HyperModel(keras_tuner.HyperModel):
 
     Args:
         settings: a `SearchSettings`.
-        strategy: the `tf.distribute.Strategy` the tuner trains under.
+        strategy: the `tf.distribute.Strategy` the tuner trains under; None on backends other
+            than TensorFlow.
 
     Example:
 
     ```python
-    hypermodel = PH2HyperModel(settings, tf.distribute.get_strategy())
+    hypermodel = PH2HyperModel(settings, train.get_strategy())
     tuner = keras_tuner.GridSearch(hypermodel, objective=OBJECTIVE, directory="results/x")
     tuner.search()
     ```
@@ -162,6 +167,7 @@ class PH2HyperModel(keras_tuner.HyperModel):
             image_size=profile.image_size,
             width=profile.width,
             batch_size=profile.batch_size,
+            precision=self.settings.precision,
             seed=seed,
             data_dir=self.settings.data_dir,
             manual_dir=self.settings.manual_dir,
@@ -175,7 +181,8 @@ class PH2HyperModel(keras_tuner.HyperModel):
     def _build_seeded(self, config, seed):
         cfg = self.train_config(config, seed)
         train.set_seeds(seed, cfg.deterministic)
-        with self.strategy.scope():
+        train.use_local_accelerators()
+        with train.strategy_scope(self.strategy):
             return train.build_and_compile(cfg)
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
@@ -231,11 +238,18 @@ class PH2HyperModel(keras_tuner.HyperModel):
                 manual_dir=cfg.manual_dir,
             )
             validation = evaluate.evaluate(model, "validation", original_resolution=False, **common)
-            test = evaluate.evaluate(model, "test", **common)
+            try:
+                test = evaluate.evaluate(model, "test", **common)
+            except FileNotFoundError as e:
+                # Only off TensorFlow, where nothing can prepare the `original` config: the GPU
+                # machine gets the resized data only (`ph2_tf.sources`).
+                print(f"Jaccard at original size not measured: {e}", flush=True)
+                record["test_original_resolution_missing"] = str(e)
+                test = evaluate.evaluate(model, "test", original_resolution=False, **common)
             record.update(
                 validation=validation["training_resolution"],
                 test=test["training_resolution"],
-                test_original_resolution=test["original_resolution"],
+                test_original_resolution=test.get("original_resolution"),
             )
             model_path = self.settings.model_path(config, seed)
             model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,15 +323,18 @@ def write_report(settings: SearchSettings, configurations, profile_name):
     records = [r for r in report.load_records(run_dir) if r["name"] in names]
     rows = report.summarize(records, configurations, STUDY_SCORES)
     report.write_csv(rows, run_dir / "comparison.csv")
-    test_images = data.load_examples(
-        "test",
-        data.tfds_config_for(settings.profile.image_size),
-        data_dir=settings.data_dir,
-        manual_dir=settings.manual_dir,
-    ).cardinality()
+    config = preprocessing.tfds_config_for(settings.profile.image_size)
+    builder = tfds.builder(f"ph2/{config}", data_dir=settings.data_dir)
+    test_images = builder.info.splits["test"].num_examples
     settings_line = report.settings_line(
         profile_name, settings.profile, settings.seeds, train.TrainConfig.weight_decay
     )
+    if any(r.get("test_original_resolution_missing") for r in records):
+        settings_line += (
+            " Jaccard at original size is not measured where the training machine had no "
+            "full-size `original` data (only the resized configs travel to a machine without "
+            "TensorFlow); the records say so in `test_original_resolution_missing`."
+        )
     report.write_markdown(
         rows,
         run_dir / "comparison.md",
@@ -344,22 +361,15 @@ def write_report(settings: SearchSettings, configurations, profile_name):
 
 
 def _plot_best_masks(settings, best, path, count=4):
-    images, truths = (
-        np.asarray(t)
-        for t in next(
-            iter(
-                data.load_split(
-                    "test",
-                    image_size=settings.profile.image_size,
-                    batch_size=count,
-                    data_dir=settings.data_dir,
-                    manual_dir=settings.manual_dir,
-                )
-            )
-        )
+    images, truths, _ = arrays.load_arrays(
+        "test",
+        settings.profile.image_size,
+        data_dir=settings.data_dir,
+        manual_dir=settings.manual_dir,
     )
+    images, truths = images[:count], truths[:count]
     predictions = {
-        f"{model_name} ({record['name']})": np.asarray(
+        f"{model_name} ({record['name']})": keras.ops.convert_to_numpy(
             lesion_probability(load_seed_model(settings, record)(images))
         )
         > 0.5
@@ -384,6 +394,13 @@ def publish_best(settings: SearchSettings, records, base_dir, force=False):
         `{model name: new version directory or None}`.
     """
     published = {}
+    if keras.backend.backend() != "tensorflow":
+        print(
+            "not published: exporting to TF Serving needs TensorFlow; on a machine with it, run "
+            "`python -m ph2_tf export --run-dir` on the chosen seed's directory",
+            flush=True,
+        )
+        return published
     for model_name, record in publish.best_per_model(records).items():
         source = {
             "name": record["name"],

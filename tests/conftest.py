@@ -77,3 +77,43 @@ def run_python(args, *, timeout=300, check=True, env=None, cwd=None):
     if check and proc.returncode != 0:
         pytest.fail(f"{args} exited with {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def ph2_prepared(tmp_path_factory):
+    """The dummy PH2 data prepared by `python -m ph2_tf prepare` (`original` and `resized_128`,
+    tfrecord and array_record), readable with and without TensorFlow.
+
+    Returns:
+        The TFDS data directory, as a string.
+    """
+    import tfds_ph2
+    from ph2_tf import prepare
+
+    data_dir = str(tmp_path_factory.mktemp("prepared"))
+    prepare.prepare(
+        data_dir,
+        manual_dir=str(tfds_ph2.ph2.DUMMY_DATA_DIR),
+        configs=("original", "resized_128"),
+    )
+    return data_dir
+
+
+def run_without_tensorflow(args, *, backend="jax", timeout=600, check=True):
+    """Runs `python <args>` as on a machine without TensorFlow, on another Keras backend.
+
+    Args:
+        args: a script path or `-m module`, then its arguments.
+        backend: `KERAS_BACKEND` of the child.
+        timeout: seconds before the child is killed.
+        check: fail the test if the exit status is not 0 (3: TensorFlow got imported).
+
+    Returns:
+        The `subprocess.CompletedProcess`.
+    """
+    return run_python(
+        [SCRIPTS_DIR / "without_tensorflow.py", *args],
+        timeout=timeout,
+        check=check,
+        env=subprocess_env(KERAS_BACKEND=backend),
+    )

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import SCRIPTS_DIR, run_python, subprocess_env
 
-from ph2_tf import data, export, versions
+from ph2_tf import export, preprocessing, versions
 from ph2_tf.heads import lesion_probability
 from ph2_tf.models import build_model
 
@@ -75,7 +75,7 @@ def test_fresh_process_serves_full_size_images(exported, tmp_path):
 
     assert not report["ph2_tf_imported"]
     assert outputs["mask"].shape == (1, HEIGHT, WIDTH, 1) and outputs["mask"].dtype == np.uint8
-    scaled = data.resize_image(images.astype(np.float32) / 255.0, (IMAGE_SIZE, IMAGE_SIZE))
+    scaled = preprocessing.resize_image(images.astype(np.float32) / 255.0, (IMAGE_SIZE, IMAGE_SIZE))
     expected = tf.image.resize(lesion_probability(model(scaled)), (HEIGHT, WIDTH)).numpy()
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
     np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)

@@ -1,0 +1,100 @@
+"""Training, tuning and evaluation on Keras' JAX backend, in processes where TensorFlow is absent.
+
+Each JAX run happens in a child process started by `conftest.run_without_tensorflow`, which
+fails if TensorFlow is imported; what it produced is then checked here, under TensorFlow.
+"""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import run_without_tensorflow
+
+from ph2_tf import data, export, train
+
+pytest.importorskip("jax")
+
+TINY = ["--image-size", "32", "--width", "0.125", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def jax_run(ph2_prepared, tmp_path_factory):
+    """`python -m ph2_tf train` on JAX for 2 epochs, plus its predictions on a fixed batch."""
+    tmp_path = tmp_path_factory.mktemp("jax_run")
+    run_dir = tmp_path / "run"
+    run_without_tensorflow(
+        ["-m", "ph2_tf", "train", "--epochs", "2", *TINY, "--data-dir", ph2_prepared]
+        + ["--out-dir", run_dir]
+    )
+    predictions = tmp_path / "predictions.npz"
+    code = (
+        "import sys, keras, numpy as np\n"
+        "from ph2_tf import arrays\n"
+        f"images, masks, ids = arrays.load_arrays('test', 32, data_dir={ph2_prepared!r})\n"
+        f"model = keras.saving.load_model({str(run_dir / 'best.keras')!r}, compile=False)\n"
+        "uint8 = np.round(images * 255).astype('uint8')  # what a serving client sends\n"
+        "logits = keras.ops.convert_to_numpy(model(uint8 / np.float32(255), training=False))\n"
+        f"np.savez({str(predictions)!r}, images=images, masks=masks, uint8=uint8,"
+        " logits=logits, backend=keras.backend.backend())\n"
+    )
+    script = tmp_path / "predict_on_jax.py"
+    script.write_text(code)
+    run_without_tensorflow([script])
+    return run_dir, dict(np.load(predictions))
+
+
+def test_train_on_jax_writes_a_complete_run(jax_run):
+    run_dir, predictions = jax_run
+    assert str(predictions["backend"]) == "jax"
+    history = train.read_log(run_dir)
+    assert history["epoch"] == [0, 1] and all(np.isfinite(history["loss"]))
+    assert train.TrainConfig.load(run_dir / train.CONFIG_FILE).image_size == 32
+    assert not (run_dir / "tensorboard").exists()  # Keras' callback needs TensorFlow
+
+
+def test_preprocessing_is_the_same_on_both_backends(jax_run, ph2_prepared):
+    _, predictions = jax_run
+    images, masks = next(
+        iter(data.load_split("test", image_size=32, batch_size=100, data_dir=ph2_prepared))
+    )
+    # Both resize the full-size `original` images with anti-aliased bilinear interpolation;
+    # JAX and TensorFlow implement it separately, so equal up to float32 rounding.
+    np.testing.assert_allclose(predictions["images"], images.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(predictions["masks"], masks.numpy())
+
+
+def test_weights_trained_on_jax_export_to_tf_serving(jax_run, tmp_path):
+    import tensorflow as tf
+
+    run_dir, predictions = jax_run
+    uint8, jax_logits = predictions["uint8"], predictions["logits"]
+    model, _ = train.load_trained(run_dir)
+    logits = keras.ops.convert_to_numpy(model(uint8 / np.float32(255), training=False))
+    np.testing.assert_allclose(logits, jax_logits, rtol=0, atol=1e-4)
+
+    version = export.export_for_serving(model, base_dir=tmp_path, model_name="jax_unet")
+    serve = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
+    served = serve(images=tf.constant(uint8))["probabilities"].numpy()  # 32x32: no resizing
+    np.testing.assert_allclose(served, 1 / (1 + np.exp(-jax_logits)), rtol=0, atol=1e-4)
+
+
+def test_tuner_on_jax_without_tensorflow(ph2_prepared, tmp_path):
+    run_without_tensorflow(
+        ["tuner_search.py", "--profile", "small", "--seeds", "1", "--epochs", "1"]
+        + ["--only", "unet-bce-lr0.0001-e30", "segnet-bce-lr0.001-e15"]
+        + ["--data-dir", ph2_prepared, "--results-dir", tmp_path, "--run-name", "X"]
+        + ["--no-export"]
+    )
+    with open(tmp_path / "X" / "comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["loss"], r["epochs"]) for r in rows] == [
+        ("unet", "bce", "1"),
+        ("segnet", "bce", "1"),
+    ]
+    record = json.loads(
+        (tmp_path / "X" / "records" / "unet-bce-lr0.0001-e1__seed0.json").read_text()
+    )
+    assert record["provenance"]["backend"] == "jax"
+    assert 0.0 <= record["test_original_resolution"]["jaccard"] <= 1.0
