@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import run_python
+from conftest import run_without_tensorflow
 
 import tfds_ph2
 from ph2_tf import cli, prepare, sources
@@ -170,43 +170,29 @@ def test_data_source_without_array_record_says_how_to_fix(tfrecord_dir, tmp_path
     assert f"python -m ph2_tf prepare --data-dir {data_dir}" in message
 
 
-def test_data_source_works_without_tensorflow(prepared):
+def test_data_source_works_without_tensorflow(prepared, tmp_path):
     data_dir, _ = prepared
-    # TensorFlow made unfindable as if it were not installed: `find_spec` returns None and
-    # `import tensorflow` raises ModuleNotFoundError.
-    code = textwrap.dedent(
-        f"""
-        import importlib.machinery, importlib.util, json, sys
+    script = tmp_path / "read.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json
+            from ph2_tf import sources
 
-        class WithoutTensorFlow(importlib.machinery.PathFinder):
-            @classmethod
-            def find_spec(cls, name, path=None, target=None):
-                if name.partition(".")[0] == "tensorflow":
-                    return None
-                return super().find_spec(name, path, target)
-
-        sys.meta_path[:] = [
-            WithoutTensorFlow if f is importlib.machinery.PathFinder else f
-            for f in sys.meta_path
-        ]
-        assert importlib.util.find_spec("tensorflow") is None
-
-        from ph2_tf import sources
-
-        source = sources.data_source("test", "resized_128", data_dir={str(data_dir)!r})
-        examples = list(source)
-        print(json.dumps({{
-            "ids": [e["image_id"].decode() for e in examples],
-            "image_sums": [int(e["image"].sum()) for e in examples],
-            "tensorflow_imported": "tensorflow" in sys.modules,
-        }}))
-        """
+            source = sources.data_source("test", "resized_128", data_dir={str(data_dir)!r})
+            examples = list(source)
+            print(json.dumps({{
+                "ids": [e["image_id"].decode() for e in examples],
+                "image_sums": [int(e["image"].sum()) for e in examples],
+            }}))
+            """
+        )
     )
-    result = json.loads(run_python(["-c", code]).stdout.splitlines()[-1])
+    # Exit status 3 if TensorFlow got imported.
+    result = json.loads(run_without_tensorflow([script]).stdout.splitlines()[-1])
     expected = _load("resized_128", "test", data_dir)
     assert result["ids"] == [e["image_id"].decode() for e in expected]
     assert result["image_sums"] == [int(e["image"].sum()) for e in expected]
-    assert not result["tensorflow_imported"]
 
 
 def test_cli_without_ph2_data_exits_2(tmp_path, monkeypatch, capsys):
