@@ -73,6 +73,12 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--augment", action="store_true", help="flips, rotations, zoom, colour")
     train.add_argument(
+        "--no-jit-compile",
+        dest="jit_compile",
+        action="store_false",
+        help="do not compile the training step with XLA (default: XLA on every device)",
+    )
+    train.add_argument(
         "--precision",
         default="float32",
         help="Keras dtype policy: float32 (the study's) or mixed_bfloat16",
@@ -212,6 +218,7 @@ def run_train(args):
             out_dir=out_dir,
             deterministic=args.deterministic,
             precision=args.precision,
+            jit_compile=args.jit_compile,
         )
     except ValueError as e:
         print(f"python -m ph2_tf train: error: {e}", file=sys.stderr)

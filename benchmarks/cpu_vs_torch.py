@@ -1,0 +1,218 @@
+"""Training images/s on this CPU: our Keras models against the same architectures in PyTorch.
+
+Both sides train the `small` profile's shape (96×96 inputs, an eighth of the filters, batch 12)
+with AdamW (lr 1e-4, weight decay 0.01) and BCE on the same random batch, one step per call
+(`train_on_batch` here, `zero_grad/forward/backward/step` there), timed after warm-up steps, in
+one process, alternating rounds so that both see the same machine load. Parameter counts are
+checked equal, so both train the same network. PyTorch is a benchmark dependency only
+(`pip install ".[benchmark]"`).
+
+    python benchmarks/cpu_vs_torch.py
+    python benchmarks/cpu_vs_torch.py --models unet --keras-metrics none --rounds 5
+
+`--keras-metrics all` compiles the six segmentation metrics as `tuning`/`train` did before
+(computed on every training step); `none` compiles none, which is what training now does (the
+metrics are computed on the validation split at each epoch's end; `ph2_tf.train`).
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from ph2_tf.models import segnet, unet
+from ph2_tf.models.blocks import scaled
+from ph2_tf.profiles import PROFILES
+
+
+def torch_unet(width):
+    """The study's UNet in PyTorch, with our filter counts (`ph2_tf.models.unet.FILTERS`)."""
+    import torch
+    from torch import nn
+
+    filters = [scaled(f, width) for f in unet.FILTERS]
+
+    def double_conv(cin, cout):
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            ins = [3, *filters[:-1]]
+            self.encoders = nn.ModuleList(
+                double_conv(i, o) for i, o in zip(ins, filters, strict=True)
+            )
+            levels = range(len(filters) - 2, -1, -1)
+            self.ups = nn.ModuleList(
+                nn.ConvTranspose2d(filters[k + 1], filters[k], 2, stride=2) for k in levels
+            )
+            self.decoders = nn.ModuleList(double_conv(2 * filters[k], filters[k]) for k in levels)
+            self.head = nn.Conv2d(filters[0], 1, 3, padding=1)
+
+        def forward(self, x):
+            skips = []
+            for encoder in self.encoders[:-1]:
+                x = encoder(x)
+                skips.append(x)
+                x = nn.functional.max_pool2d(x, 2)
+            x = self.encoders[-1](x)
+            for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
+                x = decoder(torch.cat([skip, up(x)], 1))
+            return self.head(x)
+
+    return UNet()
+
+
+def torch_segnet(width):
+    """The study's SegNet (logit head) in PyTorch, with scaled filter counts."""
+    from torch import nn
+
+    encoder = [[scaled(f, width) for f in block] for block in segnet.ENCODER]
+    decoder = [[scaled(f, width) for f in block] for block in segnet.DECODER]
+
+    def stack(cin, counts):
+        layers = []
+        for count in counts:
+            layers += [nn.Conv2d(cin, count, 3, padding=1), nn.BatchNorm2d(count), nn.ReLU()]
+            cin = count
+        return nn.Sequential(*layers)
+
+    class SegNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            ins = [3] + [block[-1] for block in encoder[:-1]]
+            self.encoders = nn.ModuleList(stack(i, b) for i, b in zip(ins, encoder, strict=True))
+            ins = [encoder[-1][-1]] + [block[-1] for block in decoder[:-1]]
+            self.decoders = nn.ModuleList(stack(i, b) for i, b in zip(ins, decoder, strict=True))
+            self.head = nn.Conv2d(decoder[-1][-1], 1, 3, padding=1)
+
+        def forward(self, x):
+            indices = []
+            for encoder in self.encoders:
+                x, index = nn.functional.max_pool2d(encoder(x), 2, return_indices=True)
+                indices.append(index)
+            for decoder, index in zip(self.decoders, reversed(indices), strict=True):
+                x = decoder(nn.functional.max_unpool2d(x, index, 2))
+            return self.head(x)
+
+    return SegNet()
+
+
+def keras_step(model_name, profile, metrics, jit_compile):
+    """A `train_on_batch` closure of our model, and its trainable parameter count."""
+    import keras
+
+    from ph2_tf.losses import get_loss
+    from ph2_tf.metrics import segmentation_metrics
+    from ph2_tf.models import build_model
+
+    keras.utils.set_random_seed(0)
+    size = profile.image_size
+    model = build_model(model_name, input_shape=(size, size, 3), width=profile.width)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.01),
+        loss=get_loss("bce"),
+        metrics=segmentation_metrics() if metrics == "all" else None,
+        jit_compile=jit_compile,
+    )
+    images, masks = random_batch(profile)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return (lambda: model.train_on_batch(images, masks)), trainable
+
+
+def torch_step(model_name, profile):
+    """One PyTorch training step as a closure, and the model's parameter count."""
+    import torch
+
+    torch.manual_seed(0)
+    model = {"unet": torch_unet, "segnet": torch_segnet}[model_name](profile.width)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    images, masks = (
+        torch.from_numpy(a.transpose(0, 3, 1, 2).copy()) for a in random_batch(profile)
+    )
+    model.train()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images), masks)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def random_batch(profile):
+    rng = np.random.default_rng(0)
+    shape = (profile.batch_size, profile.image_size, profile.image_size)
+    images = rng.random((*shape, 3), dtype="float32")
+    masks = (rng.random((*shape, 1)) < 0.32).astype("float32")
+    return images, masks
+
+
+def images_per_second(step, batch_size, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["unet", "segnet"])
+    parser.add_argument("--profile", default="small", choices=sorted(PROFILES))
+    parser.add_argument("--keras-metrics", choices=("all", "none"), default="none")
+    parser.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="Keras compile's jit_compile (auto: XLA on accelerators only)",
+    )
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best kept")
+    args = parser.parse_args()
+
+    import keras
+    import torch
+
+    profile = PROFILES[args.profile]
+    print(
+        f"profile {args.profile} ({profile}), {os.cpu_count()} CPUs, Keras {keras.__version__} "
+        f"({keras.backend.backend()}), PyTorch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Keras metrics per step: {args.keras_metrics}, "
+        f"jit_compile: {args.jit_compile}"
+    )
+    print("| model | ours (images/s) | PyTorch (images/s) | ratio |")
+    print("|---|---|---|---|")
+    for model_name in args.models:
+        jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+        ours, ours_params = keras_step(model_name, profile, args.keras_metrics, jit_compile)
+        theirs, their_params = torch_step(model_name, profile)
+        if ours_params != their_params:
+            raise SystemExit(
+                f"{model_name}: {ours_params} parameters here, {their_params} in torch"
+            )
+        for step in (ours, theirs):
+            for _ in range(args.warmup_steps):
+                step()
+        rates = {"ours": [], "torch": []}
+        for _ in range(args.rounds):
+            rates["ours"].append(images_per_second(ours, profile.batch_size, args.steps))
+            rates["torch"].append(images_per_second(theirs, profile.batch_size, args.steps))
+        best_ours, best_torch = max(rates["ours"]), max(rates["torch"])
+        print(
+            f"| {model_name} ({ours_params:,} parameters) | {best_ours:.1f} | {best_torch:.1f} "
+            f"| {best_ours / best_torch:.2f}× |"
+        )
+
+
+if __name__ == "__main__":
+    main()
