@@ -22,7 +22,6 @@ it measured). Exits 1 if a combination failed (e.g. out of memory); the others s
 import argparse
 import datetime
 import gc
-import importlib.metadata
 import json
 import math
 import os
@@ -73,16 +72,6 @@ def devices():
             return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         return ["cpu"]
     return [provenance.device_description()]
-
-
-def extra_versions():
-    versions = {}
-    for name in EXTRA_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def measure(model_name, precision, batch_size, image_size, width, warmup_steps, steps, seed=0):
@@ -229,7 +218,7 @@ def main(argv=None):
             "seed": args.seed,
         },
         "provenance": provenance.collect(),
-        "extra_packages": extra_versions(),
+        "extra_packages": provenance.package_versions(EXTRA_PACKAGES),
         "machine": platform.machine(),
         "results": [],
         "errors": [],

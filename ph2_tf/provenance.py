@@ -65,10 +65,10 @@ def git_state():
     return {"commit": commit, "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def package_versions():
-    """Installed versions of `PACKAGES` (None for those not installed)."""
+def package_versions(names=PACKAGES):
+    """Installed versions of the distributions `names` (None for those not installed)."""
     versions = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
