@@ -21,8 +21,8 @@ class Profile:
 PROFILES = {
     # The study: 256x256 inputs, the published filter counts, batch 12.
     "full": Profile(image_size=256, width=1.0, batch_size=12),
-    # Sized for 2 CPU cores (the whole 15-configuration grid took 99 min for 2 seeds in
-    # results/reference-grid-small-seeds2, so about 50 min per seed):
+    # Sized for 2 CPU cores (the whole 15-configuration grid with one seed took 44 min,
+    # dataset preparation included: results/main-job-small-seeds1):
     # 96x96 inputs and an eighth of the filters (UNet 8..128, SegNet 8..64 filters).
     "small": Profile(image_size=96, width=0.125, batch_size=12),
 }
