@@ -3,16 +3,17 @@
 Both sides train the `small` profile's shape (96×96 inputs, an eighth of the filters, batch 12)
 with AdamW (lr 1e-4, weight decay 0.01) and BCE on the same random batch, one step per call
 (`train_on_batch` here, `zero_grad/forward/backward/step` there), timed after warm-up steps, in
-one process, alternating rounds so that both see the same machine load. Parameter counts are
-checked equal, so both train the same network. PyTorch is a benchmark dependency only
+one process, alternating rounds so that both see the same machine load. Our side is the model
+exactly as `ph2_tf.train` compiles and runs it: the six segmentation metrics on every step, op
+determinism on, and XLA as `TrainConfig.jit_compile` resolves it. Parameter counts are checked
+equal, so both train the same network. PyTorch is a benchmark dependency only
 (`pip install ".[benchmark]"`).
 
     python benchmarks/cpu_vs_torch.py
-    python benchmarks/cpu_vs_torch.py --models unet --keras-metrics none --rounds 5
+    python benchmarks/cpu_vs_torch.py --models unet --rounds 5
+    TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/cpu_vs_torch.py   # TensorFlow's Eigen kernels
 
-`--keras-metrics all` compiles the six segmentation metrics as `tuning`/`train` did before
-(computed on every training step); `none` compiles none, which is what training now does (the
-metrics are computed on the validation split at each epoch's end; `ph2_tf.train`).
+`--jit-compile true` compiles our step with XLA, which needs op determinism off on TensorFlow.
 """
 
 import argparse
@@ -104,26 +105,34 @@ def torch_segnet(width):
     return SegNet()
 
 
-def keras_step(model_name, profile, metrics, jit_compile):
-    """A `train_on_batch` closure of our model, and its trainable parameter count."""
-    import keras
+def keras_step(model_name, profile, jit_compile):
+    """A `train_on_batch` closure of our model as `ph2_tf.train` builds it.
 
-    from ph2_tf.losses import get_loss
-    from ph2_tf.metrics import segmentation_metrics
-    from ph2_tf.models import build_model
+    Args:
+        model_name: `'unet'` or `'segnet'`.
+        profile: a `ph2_tf.profiles.Profile`.
+        jit_compile: `TrainConfig.jit_compile` (None: Keras' auto); True turns op determinism off.
 
-    keras.utils.set_random_seed(0)
-    size = profile.image_size
-    model = build_model(model_name, input_shape=(size, size, 3), width=profile.width)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.01),
-        loss=get_loss("bce"),
-        metrics=segmentation_metrics() if metrics == "all" else None,
+    Returns:
+        `(step, trainable parameter count, whether Keras compiles the step with XLA)`.
+    """
+    from ph2_tf import train
+
+    cfg = train.TrainConfig(
+        model=model_name,
+        loss="bce",
+        learning_rate=1e-4,
+        image_size=profile.image_size,
+        width=profile.width,
+        batch_size=profile.batch_size,
+        deterministic=jit_compile is not True,
         jit_compile=jit_compile,
     )
+    train.set_seeds(0, cfg.deterministic)
+    model = train.build_and_compile(cfg)
     images, masks = random_batch(profile)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return (lambda: model.train_on_batch(images, masks)), trainable
+    return (lambda: model.train_on_batch(images, masks)), trainable, model.jit_compile
 
 
 def torch_step(model_name, profile):
@@ -168,12 +177,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["unet", "segnet"])
     parser.add_argument("--profile", default="small", choices=sorted(PROFILES))
-    parser.add_argument("--keras-metrics", choices=("all", "none"), default="none")
     parser.add_argument(
         "--jit-compile",
         choices=("auto", "true", "false"),
         default="auto",
-        help="Keras compile's jit_compile (auto: XLA on accelerators only)",
+        help="TrainConfig.jit_compile (auto: Keras' choice, as training makes it)",
     )
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
@@ -183,18 +191,19 @@ def main():
     import keras
     import torch
 
+    from ph2_tf import provenance
+
     profile = PROFILES[args.profile]
     print(
         f"profile {args.profile} ({profile}), {os.cpu_count()} CPUs, Keras {keras.__version__} "
-        f"({keras.backend.backend()}), PyTorch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Keras metrics per step: {args.keras_metrics}, "
-        f"jit_compile: {args.jit_compile}"
+        f"({keras.backend.backend()}, oneDNN {provenance.onednn_enabled()}), PyTorch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads), jit_compile: {args.jit_compile}"
     )
-    print("| model | ours (images/s) | PyTorch (images/s) | ratio |")
-    print("|---|---|---|---|")
+    print("| model | XLA | ours (images/s) | PyTorch (images/s) | ratio |")
+    print("|---|---|---|---|---|")
     for model_name in args.models:
-        jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-        ours, ours_params = keras_step(model_name, profile, args.keras_metrics, jit_compile)
+        jit_compile = {"auto": None, "true": True, "false": False}[args.jit_compile]
+        ours, ours_params, xla = keras_step(model_name, profile, jit_compile)
         theirs, their_params = torch_step(model_name, profile)
         if ours_params != their_params:
             raise SystemExit(
@@ -209,7 +218,8 @@ def main():
             rates["torch"].append(images_per_second(theirs, profile.batch_size, args.steps))
         best_ours, best_torch = max(rates["ours"]), max(rates["torch"])
         print(
-            f"| {model_name} ({ours_params:,} parameters) | {best_ours:.1f} | {best_torch:.1f} "
+            f"| {model_name} ({ours_params:,} parameters) | {'on' if xla else 'off'} "
+            f"| {best_ours:.1f} | {best_torch:.1f} "
             f"| {best_ours / best_torch:.2f}× |"
         )
 

@@ -73,10 +73,10 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--augment", action="store_true", help="flips, rotations, zoom, colour")
     train.add_argument(
-        "--no-jit-compile",
-        dest="jit_compile",
-        action="store_false",
-        help="do not compile the training step with XLA (default: XLA on every device)",
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        help="compile the training step with XLA, or not (default: Keras' auto, which is XLA "
+        "under JAX, and under TensorFlow on GPUs without op determinism)",
     )
     train.add_argument(
         "--precision",

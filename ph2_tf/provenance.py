@@ -108,12 +108,29 @@ def device_description():
     return f"CPU: {_cpu_name()}, {os.cpu_count()} cores"
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels in this process (see `ph2_tf/__init__.py`).
+
+    Returns:
+        True or False on the TensorFlow backend; None on other backends, or where TensorFlow
+        does not say.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    try:  # TensorFlow's own check of TF_ENABLE_ONEDNN_OPTS and the CPU; not public API.
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def collect():
     """The provenance of a result computed now, in this process.
 
     Returns:
         A JSON-serialisable dict: `git` (commit, dirty), `packages`, `python`, `backend`,
-        `device`, `precision` (the global Keras dtype policy).
+        `device`, `precision` (the global Keras dtype policy) and `onednn` (TensorFlow's
+        oneDNN kernels on or off; None off TensorFlow).
     """
     return {
         "git": git_state(),
@@ -122,4 +139,5 @@ def collect():
         "backend": keras.backend.backend(),
         "device": device_description(),
         "precision": keras.config.dtype_policy().name,
+        "onednn": onednn_enabled(),
     }

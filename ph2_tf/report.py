@@ -87,8 +87,9 @@ def provenance_line(records):
             commit = info["git"]["commit"]
             commit = "no git checkout" if commit is None else commit[:10]
             commit += " + uncommitted changes" if info["git"]["dirty"] else ""
+            onednn = {True: ", oneDNN on", False: ", oneDNN off"}.get(info.get("onednn"), "")
             key = (
-                f"backend {info['backend']}, {info['device']}, {info['precision']}, "
+                f"backend {info['backend']}{onednn}, {info['device']}, {info['precision']}, "
                 f"Keras {info['packages']['keras']}, commit {commit}"
             )
         seen[key] = seen.get(key, 0) + 1

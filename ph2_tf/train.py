@@ -70,9 +70,11 @@ class TrainConfig:
         deterministic: enable TensorFlow op determinism (reproducible CPU runs; some GPU kernels
             have no deterministic version). Other backends are deterministic on the CPU anyway.
         precision: Keras dtype policy, `'float32'` (the study's) or `'mixed_bfloat16'`.
-        jit_compile: compile the training step with XLA on every device, the CPU included, where
-            Keras' `"auto"` would not: on 2 CPU cores it makes the `small` profile's training
-            step 1.24x (UNet) and 1.98x (SegNet) as fast (`results/cpu-vs-torch/`). Off under
+        jit_compile: compile the training step with XLA: True, False, or None for Keras'
+            `"auto"`, which is XLA under JAX, and under TensorFlow XLA on GPUs unless op
+            determinism is on (Keras turns XLA off then, so True with `deterministic` is refused
+            on TensorFlow). On 2 CPU cores TensorFlow with oneDNN and without XLA is the fastest
+            for the `small` profile (`results/cpu-vs-torch/`). Off under
             `MultiWorkerMirroredStrategy`, whose collectives XLA does not compile on CPUs.
     """
 
@@ -91,7 +93,7 @@ class TrainConfig:
     out_dir: str = "results/run"
     deterministic: bool = True
     precision: str = "float32"
-    jit_compile: bool = True
+    jit_compile: bool | None = None
 
     def __post_init__(self):
         self.validate()
@@ -129,7 +131,18 @@ class TrainConfig:
         )
         check(count(self.seed, 0), "seed", "an integer >= 0")
         check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}")
-        check(isinstance(self.jit_compile, bool), "jit_compile", "True or False")
+        check(
+            self.jit_compile is None or isinstance(self.jit_compile, bool),
+            "jit_compile",
+            "True, False or None",
+        )
+        check(
+            not (self.jit_compile and self.deterministic)
+            or keras.backend.backend() != "tensorflow",
+            "jit_compile",
+            "False or None while deterministic is True on TensorFlow (Keras turns XLA off under "
+            "op determinism)",
+        )
         check(
             not self.augment or keras.backend.backend() == "tensorflow",
             "augment",
@@ -154,7 +167,11 @@ class TrainConfig:
         Returns:
             The `TrainConfig`.
         """
-        return cls(**json.loads(pathlib.Path(path).read_text()))
+        fields = json.loads(pathlib.Path(path).read_text())
+        if fields.get("jit_compile") and fields.get("deterministic", True):
+            # Written before jit_compile could be None: its `true` did not take effect then.
+            fields["jit_compile"] = None
+        return cls(**fields)
 
 
 def set_seeds(seed, deterministic=True):
@@ -247,7 +264,7 @@ def build_and_compile(cfg):
         ),
         loss=get_loss(cfg.loss),
         metrics=segmentation_metrics(),
-        jit_compile=cfg.jit_compile and not multi_worker,
+        jit_compile="auto" if cfg.jit_compile is None else cfg.jit_compile and not multi_worker,
     )
     if multi_worker:
         _adapt_for_multi_worker(model, cfg.image_size)

@@ -8,6 +8,8 @@ import types
 
 import pytest
 
+import ph2_tf  # noqa: F401  (first: it turns on TensorFlow's oneDNN kernels before TF loads)
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = pathlib.Path(__file__).resolve().parent / "scripts"
 

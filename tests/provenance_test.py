@@ -18,6 +18,8 @@ def test_collect_names_code_packages_backend_device_and_precision():
     assert info["packages"]["keras"] and info["packages"]["tensorflow"]
     assert info["backend"] == "tensorflow" and info["precision"] == "float32"
     assert info["device"].startswith("CPU: ")  # no GPU on CI
+    # conftest imports ph2_tf before TensorFlow, so its oneDNN default is in effect.
+    assert info["onednn"] is True
 
 
 def test_outside_a_checkout_the_commit_comes_from_the_environment(tmp_path, monkeypatch):
