@@ -105,6 +105,36 @@ def test_config_refuses_invalid_values(field, value):
         train.TrainConfig(**{field: value})
 
 
+def test_config_refuses_xla_with_op_determinism_on_tensorflow():
+    # Keras would silently train without XLA: say so instead.
+    with pytest.raises(ValueError, match="^jit_compile must be False or None while deterministic"):
+        train.TrainConfig(jit_compile=True)
+    assert train.TrainConfig(jit_compile=True, deterministic=False).jit_compile is True
+
+
+def test_config_written_with_the_old_xla_default_loads_as_auto(tmp_path):
+    fields = json.loads(json.dumps(train.TrainConfig().__dict__))
+    (tmp_path / "config.json").write_text(json.dumps({**fields, "jit_compile": True}))
+    assert train.TrainConfig.load(tmp_path / "config.json").jit_compile is None
+
+
+def test_first_fit_traces_the_training_step_once():
+    import keras
+
+    cfg = train.TrainConfig(**{**TINY, "loss": "cross_entropy"})  # 2-class head, 1-channel masks
+    model = train.build_and_compile(cfg)
+    traces = []
+    step = model.train_step
+    model.train_step = lambda data: traces.append(data) or step(data)
+    rng = np.random.default_rng(0)
+    images = rng.random((8, 32, 32, 3), dtype="float32")
+    masks = (rng.random((8, 32, 32, 1)) < 0.5).astype("float32")
+    history = model.fit(images, masks, batch_size=4, epochs=1, verbose=0)
+    assert len(traces) == 1  # Keras creates no variable inside the trace, so no second trace
+    assert np.isfinite(history.history["loss"][0])
+    assert all(isinstance(v, keras.Variable) for v in model.optimizer.variables)
+
+
 def test_multi_worker_patch_matches_the_installed_keras():
     # Fails on a Keras upgrade: recheck the private-API workaround, then widen the range.
     train.check_multi_worker_patch_applies()
