@@ -43,6 +43,20 @@ def predict_split(model, split, *, image_size, batch_size=8, data_dir=None, manu
     return probabilities, {i: mask[..., 0] > 0.5 for i, mask in zip(ids, masks, strict=True)}
 
 
+def resize_probability(probability, size):
+    """A probability map resized (bilinear) to an image's size, as the serving signature does.
+
+    Args:
+        probability: float `(h, w)` lesion probabilities.
+        size: `(height, width)` of the original image.
+
+    Returns:
+        float32 numpy `(height, width)`.
+    """
+    resized = ops.image.resize(probability[..., None], size, interpolation="bilinear")
+    return ops.convert_to_numpy(resized)[..., 0]
+
+
 def evaluate(
     model,
     split="test",
@@ -95,14 +109,12 @@ def evaluate(
         ),
     }
     if original_resolution:
-        full_masks, full_preds = [], []
-        originals = arrays.examples(split, "original", data_dir=data_dir, manual_dir=manual_dir)
-        for example in originals:
-            full_mask = example["segmentation_mask"][..., 0] > 0
-            prob = probabilities[example["image_id"]]
-            resized = ops.image.resize(prob[..., None], full_mask.shape, interpolation="bilinear")
-            full_masks.append(full_mask)
-            full_preds.append(ops.convert_to_numpy(resized)[..., 0] >= threshold)
+        full_masks = arrays.original_masks(split, data_dir=data_dir, manual_dir=manual_dir)
+        full_preds = [
+            resize_probability(probabilities[i], mask.shape) >= threshold
+            for i, mask in full_masks.items()
+        ]
+        full_masks = list(full_masks.values())
         result["original_resolution"] = _metrics(full_masks, full_preds)
     return result
 

@@ -56,8 +56,7 @@ def serving_function(model, image_size, threshold=0.5):
             message=f"`{INPUT_NAME}` must be RGB, [N, H, W, 3]: its last dimension is not 3",
         )
         size = tf.shape(images)[1:3]
-        scaled = tf.cast(images, tf.float32) / 255.0
-        logits = model(preprocessing.resize_image(scaled, (image_size, image_size)), training=False)
+        logits = model(preprocessing.model_input(images, image_size), training=False)
         probabilities = tf.image.resize(lesion_probability(logits), size, method="bilinear")
         return {
             "probabilities": probabilities,

@@ -1,8 +1,10 @@
 """The one definition of the pixels a model sees, written in `keras.ops` for every backend.
 
-The TensorFlow input pipeline (`ph2_tf.data`), the numpy pipeline of the other backends
-(`ph2_tf.arrays`), evaluation and the exported serving signature all call these functions, so
-the same image gives the same model input wherever it is read. No TensorFlow import here.
+The TFDS `resized_*` configs (`tfds_ph2`), the TensorFlow input pipeline (`ph2_tf.data`), the
+numpy pipeline of the other backends (`ph2_tf.arrays`), evaluation and the exported serving
+signature all call these functions, so the same image gives the same model input wherever it is
+read. Images are resized as uint8 and rounded, which is what lets a prepared config hold exactly
+the pixels the serving graph computes. No TensorFlow import here.
 """
 
 from keras import ops
@@ -25,16 +27,45 @@ def tfds_config_for(image_size):
 
 
 def resize_image(image, size):
-    """Resizes float images to `size` with anti-aliased bilinear interpolation.
+    """Resizes uint8 images with anti-aliased bilinear interpolation, rounded back to uint8.
+
+    The TFDS `resized_*` configs store exactly this, so that an image read from them and the
+    same image resized here (by the serving signature, or for a size with no such config) are
+    the same pixels. Resizing to the image's own size returns it unchanged.
 
     Args:
-        image: float tensor `(H, W, C)` or `(B, H, W, C)`.
+        image: uint8 tensor `(H, W, C)` or `(B, H, W, C)`.
         size: `(height, width)`.
 
     Returns:
-        The resized float32 images.
+        The resized uint8 images.
     """
-    return ops.image.resize(image, size, interpolation="bilinear", antialias=True)
+    resized = ops.image.resize(
+        ops.cast(image, "float32"), size, interpolation="bilinear", antialias=True
+    )
+    return ops.cast(ops.clip(ops.round(resized), 0, 255), "uint8")
+
+
+def model_input(image, image_size):
+    """The float32 model input for uint8 images of any size: resized, then scaled to [0, 1].
+
+    Args:
+        image: uint8 `(H, W, 3)` or `(B, H, W, 3)`.
+        image_size: side of the square model input, in pixels.
+
+    Returns:
+        float32 `(..., image_size, image_size, 3)` in [0, 1].
+
+    Example:
+
+    ```python
+    x = model_input(np.zeros((1, 576, 767, 3), "uint8"), 96)  # (1, 96, 96, 3)
+    ```
+    """
+    size = (image_size, image_size)
+    if tuple(image.shape[-3:-1]) != size:  # images from a `resized_*` config already are
+        image = resize_image(image, size)
+    return ops.cast(image, "float32") / 255.0
 
 
 def resize_mask(mask, size):
@@ -69,5 +100,7 @@ def preprocess(image, mask, image_size):
     ```
     """
     size = (image_size, image_size)
-    scaled = resize_image(ops.cast(image, "float32") / 255.0, size)
-    return scaled, ops.cast(resize_mask(ops.cast(mask, "uint8"), size) > 0, "float32")
+    mask = ops.cast(mask, "uint8")
+    if tuple(mask.shape[-3:-1]) != size:
+        mask = resize_mask(mask, size)
+    return model_input(image, image_size), ops.cast(mask > 0, "float32")

@@ -34,6 +34,33 @@ def ph2_dummy(tmp_path_factory):
     return types.SimpleNamespace(data_dir=data_dir, manual_dir=manual_dir)
 
 
+@pytest.fixture(scope="session")
+def ph2_real(tmp_path_factory):
+    """The real PH2 `original` config, prepared once per session from `PH2_MANUAL_DIR`.
+
+    About a minute on two CPU cores; skips the test when `PH2_MANUAL_DIR` is not set (CI sets it
+    to `../shared/ph2`).
+
+    Returns:
+        A namespace with `builder` (the prepared TFDS builder), `data_dir` and `manual_dir`.
+    """
+    if not os.environ.get("PH2_MANUAL_DIR"):
+        pytest.skip("PH2_MANUAL_DIR is not set")
+    import tensorflow_datasets as tfds
+
+    import tfds_ph2  # noqa: F401  (registers `ph2`)
+
+    manual_dir = pathlib.Path(os.environ["PH2_MANUAL_DIR"]).expanduser().resolve()
+    data_dir = tmp_path_factory.mktemp("ph2_data")
+    builder = tfds.builder("ph2/original", data_dir=data_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
+    return types.SimpleNamespace(
+        builder=builder, data_dir=str(data_dir), manual_dir=str(manual_dir)
+    )
+
+
 def subprocess_env(**extra):
     """Environment for a child Python process: CPU only, quiet TensorFlow, the repo importable.
 

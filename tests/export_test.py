@@ -75,7 +75,7 @@ def test_fresh_process_serves_full_size_images(exported, tmp_path):
 
     assert not report["ph2_tf_imported"]
     assert outputs["mask"].shape == (1, HEIGHT, WIDTH, 1) and outputs["mask"].dtype == np.uint8
-    scaled = preprocessing.resize_image(images.astype(np.float32) / 255.0, (IMAGE_SIZE, IMAGE_SIZE))
+    scaled = preprocessing.model_input(images, IMAGE_SIZE)
     expected = tf.image.resize(lesion_probability(model(scaled)), (HEIGHT, WIDTH)).numpy()
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
     np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)

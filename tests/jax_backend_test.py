@@ -59,9 +59,13 @@ def test_preprocessing_is_the_same_on_both_backends(jax_run, ph2_prepared):
     images, masks = next(
         iter(data.load_split("test", image_size=32, batch_size=100, data_dir=ph2_prepared))
     )
-    # Both resize the full-size `original` images with anti-aliased bilinear interpolation;
-    # JAX and TensorFlow implement it separately, so equal up to float32 rounding.
-    np.testing.assert_allclose(predictions["images"], images.numpy(), rtol=0, atol=1e-5)
+    # Both resize the full-size `original` images (anti-aliased bilinear, rounded to uint8).
+    # JAX and TensorFlow implement the resize separately: a value within float32 rounding of a
+    # half level may round the other way, so pixels are at most one level apart, and rarely.
+    # (Scaling to [0, 1] may differ by a float32 ulp: XLA multiplies by 1/255.)
+    levels_apart = np.round(np.abs(predictions["images"] - images.numpy()) * 255)
+    assert levels_apart.max() <= 1
+    assert np.mean(levels_apart > 0) < 1e-3
     np.testing.assert_array_equal(predictions["masks"], masks.numpy())
 
 

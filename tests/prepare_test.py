@@ -12,6 +12,8 @@ from conftest import run_without_tensorflow
 import tfds_ph2
 from ph2_tf import cli, prepare, sources
 
+VERSION = str(tfds_ph2.ph2.Builder.VERSION)
+
 MANUAL_DIR = str(tfds_ph2.ph2.DUMMY_DATA_DIR)
 # `original` has images of varying sizes, `resized_128` of one; the two cover both cases and
 # are the quickest to prepare.
@@ -65,7 +67,7 @@ def test_prepare_reports_each_config(prepared):
     assert [r.config for r in results] == list(CONFIGS)
     for result in results:
         assert result.steps == ("prepared tfrecord", "added array_record")
-        assert result.version_dir == data_dir / "ph2" / result.config / "1.0.0"
+        assert result.version_dir == data_dir / "ph2" / result.config / VERSION
         assert result.tfrecord_bytes > 0 and result.array_record_bytes > 0
         assert "ph2/" + result.config in result.summary()
     # The temporary array_record preparations are gone.
@@ -103,7 +105,7 @@ def test_data_source_example_types(prepared):
 
 def test_builder_from_directory_sees_array_record(prepared):
     data_dir, _ = prepared
-    builder = tfds.builder_from_directory(data_dir / "ph2" / "resized_128" / "1.0.0")
+    builder = tfds.builder_from_directory(data_dir / "ph2" / "resized_128" / VERSION)
     assert tfds.core.FileFormat.ARRAY_RECORD in builder.info.alternative_file_formats
     source = builder.as_data_source(split="validation", file_format=sources.ARRAY_RECORD)
     assert len(source) == builder.info.splits["validation"].num_examples
@@ -120,7 +122,7 @@ def test_second_prepare_changes_nothing(prepared):
 def test_adds_array_record_next_to_existing_tfrecord(tfrecord_dir, tmp_path):
     data_dir = tmp_path / "data"
     shutil.copytree(tfrecord_dir, data_dir)
-    version_dir = data_dir / "ph2" / "resized_128" / "1.0.0"
+    version_dir = data_dir / "ph2" / "resized_128" / VERSION
     tfrecords = _file_states(data_dir)
     tfrecords = {p: s for p, s in tfrecords.items() if ".tfrecord-" in p.name}
     before = {split: _load("resized_128", split, data_dir) for split in SPLITS}
@@ -139,7 +141,7 @@ def test_adds_array_record_next_to_existing_tfrecord(tfrecord_dir, tmp_path):
 def test_mismatching_shards_raise_and_write_nothing(tfrecord_dir, tmp_path):
     data_dir = tmp_path / "data"
     shutil.copytree(tfrecord_dir, data_dir)
-    info_path = data_dir / "ph2" / "resized_128" / "1.0.0" / "dataset_info.json"
+    info_path = data_dir / "ph2" / "resized_128" / VERSION / "dataset_info.json"
     info = json.loads(info_path.read_text())
     info["splits"][0]["shardLengths"] = ["5"]  # As if prepared from other data.
     info_path.write_text(json.dumps(info))
@@ -164,7 +166,7 @@ def test_data_source_without_array_record_says_how_to_fix(tfrecord_dir, tmp_path
     error = raised.value
     assert isinstance(error, FileNotFoundError)
     assert error.config == "resized_128"
-    assert error.path == data_dir / "ph2" / "resized_128" / "1.0.0"
+    assert error.path == data_dir / "ph2" / "resized_128" / VERSION
     message = str(error)
     assert f"ph2/resized_128 in {error.path}" in message
     assert f"python -m ph2_tf prepare --data-dir {data_dir}" in message

@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-import tfds_ph2  # noqa: F401  (registers `ph2`)
+import tfds_ph2  # registers `ph2`
 from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 from tfds_ph2.ph2.image_reading import ImageReadError
 from tfds_ph2.ph2.make_dummy_data import copy_cases
@@ -62,7 +62,7 @@ def test_copy_prepares(root, tmp_path):
 def test_missing_manual_dir(tmp_path):
     with pytest.raises(Ph2FileNotFoundError, match="PH2 data not found.*does not exist"):
         _prepare(tmp_path / "nowhere", tmp_path / "data")
-    assert not (tmp_path / "data" / "ph2" / "original" / "1.0.0").exists()
+    assert not (tmp_path / "data" / "ph2" / "original" / str(tfds_ph2.ph2.Builder.VERSION)).exists()
 
 
 def test_manual_dir_without_data(tmp_path):

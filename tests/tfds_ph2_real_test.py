@@ -1,8 +1,8 @@
 """The `ph2` builder on the real PH2 data; skipped unless PH2_MANUAL_DIR names it.
 
 CI sets PH2_MANUAL_DIR=../shared/ph2. The `original` config is prepared once per session into a
-temporary data dir (about a minute on two CPU cores); the resized configs are covered by the
-builder test on the fake data and by `resize_pair` below.
+temporary data dir (conftest's `ph2_real`); the resized configs are covered by the builder test on
+the fake data, by `resize_pair` below and by `preprocessing_test.py`.
 """
 
 import json
@@ -36,12 +36,8 @@ def manual_dir():
 
 
 @pytest.fixture(scope="session")
-def builder(manual_dir, tmp_path_factory):
-    builder = tfds.builder("ph2/original", data_dir=tmp_path_factory.mktemp("ph2_data"))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-    )
-    return builder
+def builder(ph2_real):
+    return ph2_real.builder
 
 
 @pytest.fixture(scope="session")

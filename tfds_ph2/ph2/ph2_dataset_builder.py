@@ -302,17 +302,26 @@ def load_mask(path: epath.Path, case_id: str) -> np.ndarray:
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resizes to size x size as the study did with scikit-image.
+    """Resizes to size x size exactly as the models' training and serving do.
 
-    The image is resized bilinearly with anti-aliasing; the mask bilinearly without it, then
-    thresholded at 0.5.
+    Both go through `ph2_tf.preprocessing`: the image anti-aliased bilinear and rounded to uint8,
+    the mask nearest-neighbour. So a model trained on a resized config sees the pixels its
+    serving signature computes from the original image. That needs TensorFlow's resize, the one
+    in the serving graph: under another Keras backend the resized configs are refused.
     """
-    # Imported here: only the resized configs need scikit-image, and it is slow to import.
-    from skimage.transform import resize
+    import keras  # Imported here: only the resized configs need it.
 
-    image = resize(image, (size, size), anti_aliasing=True, preserve_range=True)
-    mask = resize(mask.astype(np.float32), (size, size, 1), order=1, anti_aliasing=False)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), (mask > 0.5).astype(np.uint8)
+    from ph2_tf import preprocessing
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"The resized PH2 configs are resized with TensorFlow, as the serving graph does; "
+            f"Keras' backend here is {keras.backend.backend()!r}: prepare them with "
+            f"KERAS_BACKEND=tensorflow."
+        )
+    image = preprocessing.resize_image(image, (size, size))
+    mask = preprocessing.resize_mask(mask, (size, size))
+    return keras.ops.convert_to_numpy(image), keras.ops.convert_to_numpy(mask)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -331,21 +340,24 @@ def encode_png(pixels: np.ndarray) -> bytes:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for the PH2 dermoscopy database."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: 200 cases, deterministic stratified 100/50/50 split.",
+        "1.1.0": "Resized configs made with the models' own resize (TensorFlow, anti-aliased "
+        "bilinear rounded to uint8; masks nearest-neighbour) instead of scikit-image, so that "
+        "they hold the pixels the serving signature computes. `original` is unchanged.",
     }
     BUILDER_CONFIGS = [
         Ph2Config(name="original", description="Images and masks at their original size."),
         Ph2Config(
             name="resized_256",
             image_size=256,
-            description="Images (anti-aliased) and masks (thresholded at 0.5) resized to 256x256.",
+            description="Images (anti-aliased bilinear) and masks (nearest) resized to 256x256.",
         ),
         Ph2Config(
             name="resized_128",
             image_size=128,
-            description="Images (anti-aliased) and masks (thresholded at 0.5) resized to 128x128.",
+            description="Images (anti-aliased bilinear) and masks (nearest) resized to 128x128.",
         ),
     ]
     DEFAULT_CONFIG_NAME = "original"
