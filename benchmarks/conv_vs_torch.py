@@ -5,15 +5,21 @@ with 128), where `benchmarks/cpu_vs_torch.py` finds our training step half as fa
 PyTorch's. Prints milliseconds per call, each side timed in this one process. PyTorch is a
 benchmark dependency only (`pip install ".[benchmark]"`).
 
-    python benchmarks/conv_vs_torch.py
+    python benchmarks/conv_vs_torch.py                            # oneDNN, as ph2_tf sets it
     TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/conv_vs_torch.py   # TensorFlow's Eigen kernels
 """
 
 import argparse
 import time
 
+# isort: off
+import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for training)
 import tensorflow as tf
+
+# isort: on
 import torch
+
+from ph2_tf import provenance
 
 # (input channels, output channels, side): the small UNet's first convolution, then one per level.
 SHAPES = ((3, 8, 96), (8, 8, 96), (16, 16, 48), (32, 32, 24), (64, 64, 12), (128, 128, 6))
@@ -64,7 +70,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    print(f"TensorFlow {tf.__version__}, PyTorch {torch.__version__}, batch {BATCH}, ms per call")
+    print(
+        f"TensorFlow {tf.__version__} (oneDNN {provenance.onednn_enabled()}), "
+        f"PyTorch {torch.__version__}, batch {BATCH}, ms per call"
+    )
     print("| conv | TF fwd | TF fwd+bwd | TF+XLA fwd+bwd | torch fwd | torch fwd+bwd |")
     print("|---|---|---|---|---|---|")
     for cin, cout, side in SHAPES:
