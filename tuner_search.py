@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from ph2_tf import accelerators, provenance, train, tuning
+from ph2_tf import accelerators, arrays, provenance, train, tuning
 from ph2_tf.profiles import PROFILES
+from tfds_ph2.ph2 import Ph2DataError
 
 
 def parse_args(argv=None):
@@ -180,6 +181,12 @@ def run(args, settings):
         tuning.write_report(settings, settings.grid, args.profile)
         print((settings.run_dir / "comparison.md").read_text(), flush=True)
         return
+    try:  # Prepares the dataset if needed: missing data ends the run here, with one message.
+        arrays.load_arrays(
+            "test", profile.image_size, data_dir=settings.data_dir, manual_dir=settings.manual_dir
+        )
+    except (FileNotFoundError, Ph2DataError) as e:
+        raise SystemExit(f"tuner_search.py: error: {e}") from None
     tuner = tuning.make_tuner(settings, mode=args.mode, max_trials=args.max_trials)
     tuner.search()
     tuner.results_summary(num_trials=5)

@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+import types
 
 import numpy as np
 import pytest
@@ -106,6 +107,18 @@ def test_writes_every_output(finished_run):
         assert metrics["source"]["name"].startswith(model.removeprefix("ph2_"))
     config = (tmp_path / "saved_models" / "models.config").read_text()
     assert 'name: "ph2_unet"' in config and 'name: "ph2_segnet"' in config
+
+
+def test_missing_data_ends_the_run_before_any_trial(tmp_path, monkeypatch):
+    monkeypatch.delenv("PH2_MANUAL_DIR", raising=False)
+    (tmp_path / "no_ph2").mkdir()
+    nowhere = types.SimpleNamespace(
+        data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "no_ph2")
+    )
+    with pytest.raises(SystemExit) as info:
+        _run(tmp_path, nowhere)
+    assert str(info.value).startswith("tuner_search.py: error: PH2 data not found")
+    assert not list((tmp_path / "results").rglob("*.json"))
 
 
 def test_rerun_skips_finished_trials(finished_run, ph2_dummy, capsys):
