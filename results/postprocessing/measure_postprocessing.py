@@ -29,9 +29,8 @@ import tensorflow as tf
 from scipy import ndimage
 from skimage import measure
 
-from ph2_tf import arrays
+from ph2_tf import external
 from ph2_tf.metrics import compute_metrics
-from tfds_ph2.ph2.image_reading import read_image
 
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "external" / "isic2017-dev"
 VARIANTS = ("plain", "lcc+fill", "flip TTA", "flip TTA + lcc+fill")
@@ -67,23 +66,6 @@ def predict(serve, image, variant):
     return largest_component_filled(mask) if variant.endswith("lcc+fill") else mask
 
 
-def ph2_cases(split, data_dir):
-    return [
-        (e["image"], e["segmentation_mask"][..., 0] > 0)
-        for e in arrays.examples(split, "original", data_dir=data_dir)
-    ]
-
-
-def isic_cases():
-    if not ISIC_DIR.is_dir():
-        return []
-    cases = []
-    for path in sorted((ISIC_DIR / "images").glob("*.jpg")):
-        mask = read_image(ISIC_DIR / "masks" / f"{path.stem}_segmentation.png")[..., 0] > 0
-        cases.append((read_image(path), mask))
-    return cases
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("saved_models", nargs="+", help="SavedModel directories")
@@ -91,9 +73,9 @@ def main():
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     sets = {
-        "PH2 validation": ph2_cases("validation", args.data_dir),
-        "PH2 test": ph2_cases("test", args.data_dir),
-        "ISIC-2017 dev": isic_cases(),
+        "PH2 validation": external.ph2_cases("validation", data_dir=args.data_dir),
+        "PH2 test": external.ph2_cases("test", data_dir=args.data_dir),
+        "ISIC-2017 dev": external.folder_cases(ISIC_DIR),
     }
     timing_image = sets["PH2 validation"][0][0]
     print(f"latency on one {timing_image.shape[1]}x{timing_image.shape[0]} image, {args.runs} runs")

@@ -24,11 +24,10 @@ import time
 import numpy as np
 
 import ph2_tf  # noqa: F401  (first: TensorFlow's oneDNN kernels)
-from ph2_tf import arrays, evaluate, preprocessing, provenance, train
+from ph2_tf import arrays, evaluate, external, preprocessing, provenance, train
 from ph2_tf.heads import lesion_probability
 from ph2_tf.metrics import compute_metrics
 from ph2_tf.profiles import PROFILES
-from tfds_ph2.ph2.image_reading import read_image
 
 FITS = ("squash", "pad")
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "external" / "isic2017-dev"
@@ -73,23 +72,6 @@ def predicted_mask(model, image, fit, size):
     return probability[top : top + height, left : left + width] >= 0.5
 
 
-def ph2_cases(split, data_dir):
-    return [
-        (e["image"], e["segmentation_mask"][..., 0] > 0)
-        for e in arrays.examples(split, "original", data_dir=data_dir)
-    ]
-
-
-def isic_cases():
-    if not ISIC_DIR.is_dir():
-        return []
-    cases = []
-    for path in sorted((ISIC_DIR / "images").glob("*.jpg")):
-        mask = read_image(ISIC_DIR / "masks" / f"{path.stem}_segmentation.png")[..., 0] > 0
-        cases.append((read_image(path), mask))
-    return cases
-
-
 def jaccard(model, cases, fit, size):
     predicted = [predicted_mask(model, image, fit, size) for image, _ in cases]
     return compute_metrics([mask for _, mask in cases], predicted)["jaccard"]
@@ -106,9 +88,9 @@ def main():
     profile = PROFILES["small"]
     size = profile.image_size
     evaluation = {
-        "ph2_validation": ph2_cases("validation", args.data_dir),
-        "ph2_test": ph2_cases("test", args.data_dir),
-        "isic2017_dev": isic_cases(),
+        "ph2_validation": external.ph2_cases("validation", data_dir=args.data_dir),
+        "ph2_test": external.ph2_cases("test", data_dir=args.data_dir),
+        "isic2017_dev": external.folder_cases(ISIC_DIR),
     }
     records = []
     for seed in args.seeds:
