@@ -169,7 +169,8 @@ class TrainConfig:
         """
         fields = json.loads(pathlib.Path(path).read_text())
         if fields.get("jit_compile") and fields.get("deterministic", True):
-            # Written before jit_compile could be None: its `true` did not take effect then.
+            # Written before jit_compile could be None, when `true` was the default; TensorFlow
+            # ignored it under op determinism, and None still means XLA under JAX.
             fields["jit_compile"] = None
         return cls(**fields)
 
