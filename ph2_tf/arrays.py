@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from ph2_tf import preprocessing
+from ph2_tf.augmentation import augment_batch
 
 
 def examples(split, config, *, data_dir=None, manual_dir=None):
@@ -119,17 +120,20 @@ def _read_only(array):
 
 
 class Batches(keras.utils.PyDataset):
-    """Batches of in-memory `(images, masks)`, optionally reshuffled every epoch from a seed.
+    """Batches of in-memory `(images, masks)`, optionally reshuffled and augmented from a seed.
 
-    Epoch `e` uses the permutation drawn from `numpy.random.default_rng((seed, e))`, so a given
-    seed always gives the same sequence of epochs.
+    Epoch `e` uses the permutation drawn from `numpy.random.default_rng((seed, e))`, and batch
+    `i` of it is augmented with `numpy.random.default_rng((seed, e, i))`, so a given seed always
+    gives the same sequence of epochs, in whatever order Keras asks for the batches.
 
     Args:
         images: float32 `(N, S, S, 3)`.
         masks: float32 `(N, S, S, 1)`.
         batch_size: examples per batch (the last batch may be smaller).
         shuffle: reshuffle every epoch; otherwise the stored order.
-        seed: seed of the shuffles.
+        seed: seed of the shuffles and the augmentation.
+        augmentation: a `ph2_tf.augmentation.Augmentation` applied to every example; None or an
+            inactive one for none.
 
     Example:
 
@@ -139,7 +143,7 @@ class Batches(keras.utils.PyDataset):
     ```
     """
 
-    def __init__(self, images, masks, batch_size, *, shuffle=False, seed=0):
+    def __init__(self, images, masks, batch_size, *, shuffle=False, seed=0, augmentation=None):
         super().__init__()
         if len(images) != len(masks):
             raise ValueError(f"{len(images)} images but {len(masks)} masks")
@@ -147,6 +151,7 @@ class Batches(keras.utils.PyDataset):
             raise ValueError(f"batch_size must be a positive int, received {batch_size!r}")
         self.images, self.masks = images, masks
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.augmentation = augmentation if augmentation and augmentation.active else None
         self.epoch = 0
         self.order = self._order()
 
@@ -160,7 +165,10 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.images[chosen], self.masks[chosen]
+        if self.augmentation is None:
+            return self.images[chosen], self.masks[chosen]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return augment_batch(self.augmentation, self.images[chosen], self.masks[chosen], rng)
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 from ph2_tf import versions
+from ph2_tf.augmentation import AUGMENTATIONS
 from ph2_tf.profiles import PROFILES
 
 # Files `predict` takes from a folder (compared lower-case); files named explicitly are all read.
@@ -71,7 +72,20 @@ def build_parser():
     train.add_argument("--batch-size", type=int, help="global batch size")
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--augment", action="store_true", help="flips, rotations, zoom, colour")
+    train.add_argument(
+        "--augment",
+        nargs="?",
+        const="all",
+        default="none",
+        choices=tuple(AUGMENTATIONS),
+        help="training augmentation preset (default none; --augment alone: all); see "
+        "ph2_tf/augmentation.py and results/augmentation/",
+    )
+    train.add_argument(
+        "--colour-constancy",
+        action="store_true",
+        help="start the model with shades-of-grey colour normalisation (also when served)",
+    )
     train.add_argument(
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
@@ -213,6 +227,7 @@ def run_train(args):
             weight_decay=args.weight_decay,
             seed=args.seed,
             augment=args.augment,
+            colour_constancy=args.colour_constancy,
             data_dir=args.data_dir,
             manual_dir=args.manual_dir,
             out_dir=out_dir,

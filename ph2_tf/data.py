@@ -8,19 +8,13 @@ training shuffle with a seed and optionally augment; then batch by the global ba
 and, given a `tf.distribute` strategy, distribute (each replica gets `batch_size / replicas`).
 """
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
 from ph2_tf import preprocessing
 from ph2_tf.preprocessing import tfds_config_for
-
-# Augmentation strengths: small on purpose (dermoscopy colour carries diagnostic information).
-_MIN_CROP_FRACTION = 0.85
-_BRIGHTNESS_DELTA = 0.05
-_CONTRAST_RANGE = (0.9, 1.1)
-_SATURATION_RANGE = (0.9, 1.1)
-_HUE_DELTA = 0.02
 
 
 def load_examples(split, config="original", *, data_dir=None, manual_dir=None):
@@ -63,38 +57,25 @@ def preprocess(example, image_size):
     return preprocessing.preprocess(example["image"], example["segmentation_mask"], image_size)
 
 
-def augment_example(image, mask, seed):
-    """Applies the same random geometric transform to an image and its mask, then colour jitter.
-
-    Geometric: horizontal and vertical flips, a multiple of 90 degrees rotation, and a random crop
-    of 85-100 % of the side resized back (a small zoom). Colour (image only): brightness, contrast,
-    saturation and hue jitter. Stateless, so a given seed always gives the same result.
+def augment_example(augmentation, image, mask, seed):
+    """Applies `augmentation` (numpy, see `ph2_tf.augmentation`) to one example inside tf.data.
 
     Args:
-        image: float32 `(S, S, 3)` in [0, 1] (square, so that rotations keep the shape).
+        augmentation: a `ph2_tf.augmentation.Augmentation`.
+        image: float32 `(S, S, 3)` in [0, 1].
         mask: float32 `(S, S, 1)` in {0, 1}.
-        seed: int tensor of shape `(2,)`.
+        seed: int64 tensor of shape `(2,)`; seeds the example's `numpy.random.Generator`.
 
     Returns:
         The augmented `(image, mask)`, same shapes and value ranges.
     """
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=9))
-    size = tf.shape(image)[:2]
-    both = tf.concat([image, mask], axis=-1)
-    both = tf.image.stateless_random_flip_left_right(both, seeds[0])
-    both = tf.image.stateless_random_flip_up_down(both, seeds[1])
-    quarter_turns = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
-    both = tf.image.rot90(both, quarter_turns)
-    fraction = tf.random.stateless_uniform([], seeds[3], _MIN_CROP_FRACTION, 1.0)
-    crop = tf.cast(tf.round(tf.cast(size, tf.float32) * fraction), tf.int32)
-    both = tf.image.stateless_random_crop(both, tf.concat([crop, [4]], axis=0), seeds[4])
-    both = tf.image.resize(both, size, method="bilinear")
-    image, mask = both[..., :3], tf.cast(both[..., 3:] >= 0.5, tf.float32)
-    image = tf.image.stateless_random_brightness(image, _BRIGHTNESS_DELTA, seeds[5])
-    image = tf.image.stateless_random_contrast(image, *_CONTRAST_RANGE, seeds[6])
-    image = tf.image.stateless_random_saturation(image, *_SATURATION_RANGE, seeds[7])
-    image = tf.image.stateless_random_hue(image, _HUE_DELTA, seeds[8])
-    return tf.clip_by_value(image, 0.0, 1.0), mask
+
+    def apply(image, mask, seed):
+        rng = np.random.default_rng(seed.astype(np.uint64))
+        return augmentation(image, mask, rng)
+
+    new_image, new_mask = tf.numpy_function(apply, [image, mask, seed], [tf.float32, tf.float32])
+    return tf.ensure_shape(new_image, image.shape), tf.ensure_shape(new_mask, mask.shape)
 
 
 def load_split(
@@ -103,7 +84,7 @@ def load_split(
     image_size,
     batch_size,
     training=False,
-    augment=False,
+    augmentation=None,
     seed=0,
     data_dir=None,
     manual_dir=None,
@@ -116,7 +97,8 @@ def load_split(
         image_size: side of the square training images, in pixels.
         batch_size: GLOBAL batch size (per-replica batch size x replicas in sync).
         training: shuffle (seeded, reshuffled each epoch) and allow augmentation.
-        augment: apply `augment_example` to training examples; ignored unless `training`.
+        augmentation: a `ph2_tf.augmentation.Augmentation` for the training examples; ignored
+            unless `training`.
         seed: seed for the shuffle order and the augmentation.
         data_dir: TFDS data directory (TFDS's default when None).
         manual_dir: PH2 manual directory used to prepare the dataset if needed.
@@ -140,10 +122,10 @@ def load_split(
     if training:
         num_examples = int(ds.cardinality())
         ds = ds.shuffle(max(num_examples, 1), seed=seed, reshuffle_each_iteration=True)
-        if augment:
+        if augmentation is not None and augmentation.active:
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
             ds = tf.data.Dataset.zip(ds, seeds).map(
-                lambda pair, pair_seed: augment_example(*pair, pair_seed),
+                lambda pair, pair_seed: augment_example(augmentation, *pair, pair_seed),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

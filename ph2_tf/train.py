@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from ph2_tf import accelerators, arrays
+from ph2_tf.augmentation import AUGMENTATIONS, get_augmentation
 from ph2_tf.losses import LOSS_NAMES, get_loss, num_classes_for
 from ph2_tf.metrics import segmentation_metrics
 from ph2_tf.models import MODEL_NAMES, build_model
@@ -63,7 +64,10 @@ class TrainConfig:
         batch_size: global batch size (split over the replicas in sync).
         weight_decay: AdamW decoupled weight decay (0.01: PyTorch's AdamW default, as in the study).
         seed: seed for weights, shuffling and augmentation.
-        augment: training-time augmentation (off in the study-faithful setting).
+        augment: name of the training augmentation, a key of
+            `ph2_tf.augmentation.AUGMENTATIONS` (`'none'` in the study-faithful setting).
+        colour_constancy: start the model with shades-of-grey colour normalisation
+            (`ph2_tf.colour_constancy.ShadesOfGrey`), in training and serving alike.
         data_dir: TFDS data directory (TFDS's default when None).
         manual_dir: PH2 manual directory used to prepare the dataset if needed.
         out_dir: directory for the checkpoint, backup, logs and config.
@@ -87,7 +91,8 @@ class TrainConfig:
     batch_size: int = PROFILES["small"].batch_size
     weight_decay: float = 0.01
     seed: int = 0
-    augment: bool = False
+    augment: str = "none"
+    colour_constancy: bool = False
     data_dir: str | None = None
     manual_dir: str | None = None
     out_dir: str = "results/run"
@@ -143,11 +148,8 @@ class TrainConfig:
             "False or None while deterministic is True on TensorFlow (Keras turns XLA off under "
             "op determinism)",
         )
-        check(
-            not self.augment or keras.backend.backend() == "tensorflow",
-            "augment",
-            "False on the non-TensorFlow backends (augmentation is in the tf.data pipeline)",
-        )
+        check(self.augment in AUGMENTATIONS, "augment", f"one of {tuple(AUGMENTATIONS)}")
+        check(isinstance(self.colour_constancy, bool), "colour_constancy", "True or False")
 
     def save(self, path):
         """Writes the config as JSON.
@@ -172,6 +174,10 @@ class TrainConfig:
             # Written before jit_compile could be None, when `true` was the default; TensorFlow
             # ignored it under op determinism, and None still means XLA under JAX.
             fields["jit_compile"] = None
+        if isinstance(fields.get("augment"), bool):
+            # Written when augmentation was on or off: flips, quarter turns, a zoom and colour
+            # jitter, which the `all` preset covers with wider ranges.
+            fields["augment"] = "all" if fields["augment"] else "none"
         return cls(**fields)
 
 
@@ -252,6 +258,7 @@ def build_and_compile(cfg):
         input_shape=(cfg.image_size, cfg.image_size, 3),
         width=cfg.width,
         num_classes=num_classes_for(cfg.loss),
+        colour_constancy=cfg.colour_constancy,
     )
     multi_worker = in_strategy_scope = False
     if keras.backend.backend() == "tensorflow":
@@ -534,20 +541,26 @@ def worker_out_dir(out_dir, strategy):
 def _datasets(cfg):
     """`(train, validation)` data for `fit`: tf.data on TensorFlow, `arrays.Batches` elsewhere."""
     common = dict(data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
+    augmentation = get_augmentation(cfg.augment)
     if keras.backend.backend() == "tensorflow":
         from ph2_tf import data  # imports TensorFlow
 
         common.update(image_size=cfg.image_size, batch_size=cfg.batch_size)
         train_ds = data.load_split(
-            "train", training=True, augment=cfg.augment, seed=cfg.seed, **common
+            "train", training=True, augmentation=augmentation, seed=cfg.seed, **common
         )
         return train_ds, data.load_split("validation", **common)
     train_images, train_masks, _ = arrays.load_arrays("train", cfg.image_size, **common)
     val_images, val_masks, _ = arrays.load_arrays("validation", cfg.image_size, **common)
-    return (
-        arrays.Batches(train_images, train_masks, cfg.batch_size, shuffle=True, seed=cfg.seed),
-        arrays.Batches(val_images, val_masks, cfg.batch_size),
+    train_batches = arrays.Batches(
+        train_images,
+        train_masks,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        augmentation=augmentation,
     )
+    return train_batches, arrays.Batches(val_images, val_masks, cfg.batch_size)
 
 
 def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):

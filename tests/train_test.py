@@ -1,6 +1,7 @@
 """Tests of ph2_tf.train: strategy choice, MirroredStrategy equivalence, reproducibility, resume."""
 
 import csv
+import dataclasses
 import importlib.util
 import json
 
@@ -56,9 +57,24 @@ def test_get_strategy_without_gpu_or_tf_config_is_default(monkeypatch):
 
 
 def test_config_round_trip(tmp_path):
-    cfg = train.TrainConfig(model="segnet", loss="dice", augment=True, out_dir=str(tmp_path))
+    cfg = train.TrainConfig(
+        model="segnet", loss="dice", augment="all", colour_constancy=True, out_dir=str(tmp_path)
+    )
     cfg.save(tmp_path / "config.json")
     assert train.TrainConfig.load(tmp_path / "config.json") == cfg
+
+
+@pytest.mark.parametrize(("written", "loaded"), [(True, "all"), (False, "none")])
+def test_config_written_with_augment_on_or_off_loads_as_a_preset(tmp_path, written, loaded):
+    path = tmp_path / "config.json"
+    fields = dataclasses.asdict(train.TrainConfig(out_dir=str(tmp_path)))
+    path.write_text(json.dumps({**fields, "augment": written}))
+    assert train.TrainConfig.load(path).augment == loaded
+
+
+def test_config_refuses_unknown_augmentation():
+    with pytest.raises(ValueError, match="augment must be one of .*'all'.*, received 'strong'"):
+        train.TrainConfig(augment="strong")
 
 
 @pytest.mark.filterwarnings("ignore:tensorboard is not installed")
@@ -186,7 +202,7 @@ def test_mirrored_step_matches_single_device(tmp_path):
 def test_cpu_training_is_reproducible(ph2_dummy, tmp_path):
     weights = []
     for name in ("first", "second"):
-        cfg = tiny_config(ph2_dummy, tmp_path / name, augment=True)
+        cfg = tiny_config(ph2_dummy, tmp_path / name, augment="all")
         weights_path = run_training(cfg, tmp_path, name)[1]
         weights.append(np.load(weights_path))
     first, second = weights

@@ -7,7 +7,9 @@ _BUILDERS = {"unet": build_unet, "segnet": build_segnet}
 MODEL_NAMES = tuple(_BUILDERS)
 
 
-def build_model(name, input_shape=(None, None, 3), width=1.0, num_classes=1):
+def build_model(
+    name, input_shape=(None, None, 3), width=1.0, num_classes=1, colour_constancy=False
+):
     """Build a segmentation model by name, returning logits `(B, H, W, num_classes)`.
 
     Args:
@@ -15,6 +17,8 @@ def build_model(name, input_shape=(None, None, 3), width=1.0, num_classes=1):
         input_shape: `(height, width, 3)`; sizes may be None.
         width: Multiplier of every filter count (1.0: the study's model; `small` profile: 0.125).
         num_classes: 1 for a sigmoid lesion head, 2 for a softmax head (channel 1 = lesion).
+        colour_constancy: Start with shades-of-grey colour normalisation (`ShadesOfGrey`), which
+            then also runs in the exported serving graph.
 
     Example:
 
@@ -24,7 +28,13 @@ def build_model(name, input_shape=(None, None, 3), width=1.0, num_classes=1):
     """
     if name not in _BUILDERS:
         raise ValueError(f"Unknown model name {name!r}; expected one of {MODEL_NAMES}.")
-    return _BUILDERS[name](input_shape=input_shape, width=width, num_classes=num_classes, name=name)
+    return _BUILDERS[name](
+        input_shape=input_shape,
+        width=width,
+        num_classes=num_classes,
+        colour_constancy=colour_constancy,
+        name=name,
+    )
 
 
 __all__ = ["MODEL_NAMES", "build_model", "build_segnet", "build_unet"]

@@ -2,6 +2,8 @@
 
 import keras
 
+from ph2_tf.colour_constancy import ShadesOfGrey
+
 # He initialisation, as the U-Net paper prescribes for its ReLU layers (Gaussian, std
 # sqrt(2 / fan_in)). With Keras' default Glorot the narrow, BatchNorm-free UNet of the small
 # profile still predicted all background after 30 epochs at lr 1e-4; with He it reached a
@@ -74,3 +76,23 @@ def check_input_shape(input_shape, multiple, model_name):
                 f"{model_name} needs height and width that are multiples of {multiple}. "
                 f"Received: input_shape={input_shape}"
             )
+
+
+def model_inputs(input_shape, colour_constancy):
+    """Return the model's `image` input and the tensor its first block reads.
+
+    Args:
+        input_shape: `(height, width, 3)`.
+        colour_constancy: Whether to normalise colours first (`ShadesOfGrey`), so that the
+            model, its checkpoints and its serving graph all carry the normalisation.
+
+    Example:
+
+    ```python
+    inputs, x = model_inputs((None, None, 3), colour_constancy=True)
+    ```
+    """
+    inputs = keras.Input(input_shape, name="image")
+    if colour_constancy:
+        return inputs, ShadesOfGrey(name="colour_constancy")(inputs)
+    return inputs, inputs

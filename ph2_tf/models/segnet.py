@@ -3,7 +3,13 @@
 import keras
 
 from ph2_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
-from ph2_tf.models.blocks import KERNEL_INITIALIZER, check_input_shape, conv_block, scaled
+from ph2_tf.models.blocks import (
+    KERNEL_INITIALIZER,
+    check_input_shape,
+    conv_block,
+    model_inputs,
+    scaled,
+)
 
 # Filters of each conv-BN-ReLU, one tuple per block (VGG16 layout).
 ENCODER = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -12,7 +18,9 @@ DECODER = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,))
 SIZE_MULTIPLE = 2 ** len(ENCODER)  # 32; other sizes are padded and cropped by the pool layers
 
 
-def build_segnet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="segnet"):
+def build_segnet(
+    input_shape=(None, None, 3), width=1.0, num_classes=1, colour_constancy=False, name="segnet"
+):
     """Build SegNet, returning logits `(B, H, W, num_classes)`.
 
     The encoder is VGG16 with BatchNorm (2, 2, 3, 3, 3 conv-BN-ReLU with 64..512 filters), each
@@ -26,6 +34,7 @@ def build_segnet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="se
         input_shape: `(height, width, 3)`; height and width may be None.
         width: Multiplier of every filter count (0.25 gives 16..128 filters).
         num_classes: 1 for a sigmoid lesion head, 2 for a softmax head (channel 1 = lesion).
+        colour_constancy: Start with a `ShadesOfGrey` colour normalisation layer.
         name: Model name.
 
     Example:
@@ -36,8 +45,7 @@ def build_segnet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="se
     ```
     """
     check_input_shape(input_shape, 1, "SegNet")
-    inputs = keras.Input(input_shape, name="image")
-    x = inputs
+    inputs, x = model_inputs(input_shape, colour_constancy)
     pooled_from = []  # (pool input, indices) per encoder block
     for level, block in enumerate(ENCODER, start=1):
         x = conv_block(x, [scaled(f, width) for f in block], batch_norm=True, name=f"enc{level}")

@@ -2,14 +2,22 @@
 
 import keras
 
-from ph2_tf.models.blocks import KERNEL_INITIALIZER, check_input_shape, conv_block, scaled
+from ph2_tf.models.blocks import (
+    KERNEL_INITIALIZER,
+    check_input_shape,
+    conv_block,
+    model_inputs,
+    scaled,
+)
 
 FILTERS = (64, 128, 256, 512, 1024)  # per level, top to bottom; the last is the bottleneck
 CONVS_PER_LEVEL = 2
 SIZE_MULTIPLE = 2 ** (len(FILTERS) - 1)  # 16
 
 
-def build_unet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="unet"):
+def build_unet(
+    input_shape=(None, None, 3), width=1.0, num_classes=1, colour_constancy=False, name="unet"
+):
     """Build the study's UNet, returning logits `(B, H, W, num_classes)`.
 
     Each level has two 3x3 conv + ReLU; the encoder halves the size with 2x2 max pooling four
@@ -21,6 +29,7 @@ def build_unet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="unet
         input_shape: `(height, width, 3)`; height and width None or multiples of 16.
         width: Multiplier of every filter count (0.25 gives 16..256 filters).
         num_classes: 1 for a sigmoid lesion head, 2 for a softmax head (channel 1 = lesion).
+        colour_constancy: Start with a `ShadesOfGrey` colour normalisation layer.
         name: Model name.
 
     Example:
@@ -32,8 +41,7 @@ def build_unet(input_shape=(None, None, 3), width=1.0, num_classes=1, name="unet
     """
     check_input_shape(input_shape, SIZE_MULTIPLE, "UNet")
     filters = [scaled(count, width) for count in FILTERS]
-    inputs = keras.Input(input_shape, name="image")
-    x = inputs
+    inputs, x = model_inputs(input_shape, colour_constancy)
     skips = []
     for level, count in enumerate(filters[:-1], start=1):
         x = conv_block(x, [count] * CONVS_PER_LEVEL, batch_norm=False, name=f"enc{level}")
