@@ -1,53 +1,86 @@
-"""Latency (p50/p95 ms) of the exported `serving_default` signature on one 768x560 uint8 image.
+"""Latency (p50/p95 ms) of a SavedModel on one 768x560 uint8 image, with and without flip TTA.
 
-Exports an untrained model of the profile's size (weights do not change the cost) to a temporary
-directory with `ph2_tf.export.export_for_serving`, loads it back with `tf.saved_model.load`, and
-times single-image calls after `--warmup` untimed ones. Run from the repository root:
+Times single-image calls of `serving_default` and of `serving_flip_tta` (flip test-time
+augmentation) after `--warmup` untimed ones, resizing inside the graph included. Either of an
+exported model (`--saved-model`), or of an untrained model of a profile's size exported to a
+temporary directory with `ph2_tf.export.export_for_serving` (weights do not change the cost).
+Run from the repository root on a quiet machine; pin the cores with `taskset -c 0,1` to measure
+"2 CPU cores" on a larger machine:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/serving_latency.py --profile small --model unet
+    PYTHONPATH=. python benchmarks/serving_latency.py --profile small --model unet
+    PYTHONPATH=. python benchmarks/serving_latency.py --saved-model saved_models/ph2_unet
 """
 
 import argparse
+import os
 import tempfile
 import time
 
 import numpy as np
+
+# isort: off
+import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for serving with ph2_tf)
 import tensorflow as tf
 
-from ph2_tf.export import INPUT_NAME, SIGNATURE, export_for_serving
+# isort: on
+from ph2_tf import versions
+from ph2_tf.export import FLIP_TTA_SIGNATURE, INPUT_NAME, SIGNATURE, export_for_serving
 from ph2_tf.models import build_model
 from ph2_tf.profiles import PROFILES
 
 HEIGHT, WIDTH = 560, 768
 
 
+def latencies_ms(serve, image, warmup, runs):
+    """Wall times of `runs` calls (mask fetched to numpy), after `warmup` untimed calls."""
+    for _ in range(warmup):
+        serve(**{INPUT_NAME: image})["mask"].numpy()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        serve(**{INPUT_NAME: image})["mask"].numpy()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def measure(path, label, args):
+    loaded = tf.saved_model.load(str(path))
+    image = tf.constant(
+        np.random.default_rng(0).integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    )
+    print(f"{label}; {WIDTH}x{HEIGHT} uint8 input, {args.runs} runs after {args.warmup} warm-up")
+    print(f"  TensorFlow {tf.__version__}, {len(os.sched_getaffinity(0))} CPU cores available")
+    for name in (SIGNATURE, FLIP_TTA_SIGNATURE):
+        if name not in loaded.signatures:
+            print(f"  {name}: not in this SavedModel")
+            continue
+        p50, p95 = np.percentile(
+            latencies_ms(loaded.signatures[name], image, args.warmup, args.runs), [50, 95]
+        )
+        print(f"  {name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--saved-model", help="SavedModel version or model directory")
     parser.add_argument("--profile", default="small", choices=sorted(PROFILES))
     parser.add_argument("--model", default="unet", choices=("unet", "segnet"))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
+    if args.saved_model:
+        path = versions.resolve(args.saved_model)
+        measure(path, f"{path}", args)
+        return
     profile = PROFILES[args.profile]
     size = profile.image_size
     model = build_model(args.model, input_shape=(size, size, 3), width=profile.width)
     with tempfile.TemporaryDirectory() as base_dir:
         path = export_for_serving(model, base_dir=base_dir, model_name=args.model)
-        serve = tf.saved_model.load(str(path)).signatures[SIGNATURE]
-        rng = np.random.default_rng(0)
-        image = tf.constant(rng.integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8))
-        for _ in range(args.warmup):
-            serve(**{INPUT_NAME: image})
-        times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            serve(**{INPUT_NAME: image})["mask"].numpy()
-            times.append((time.perf_counter() - start) * 1000)
-    p50, p95 = np.percentile(times, [50, 95])
-    print(
-        f"{args.model}, profile {args.profile} ({size}x{size}, width {profile.width}), "
-        f"{WIDTH}x{HEIGHT} uint8 input, {args.runs} runs: p50 {p50:.1f} ms, p95 {p95:.1f} ms"
-    )
+        label = (
+            f"untrained {args.model}, profile {args.profile} ({size}x{size}, width {profile.width})"
+        )
+        measure(path, label, args)
 
 
 if __name__ == "__main__":

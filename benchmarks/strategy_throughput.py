@@ -12,7 +12,11 @@ size; the first `--warmup` steps (tracing) are not timed. Run from the repositor
 import argparse
 import time
 
+# isort: off
+import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for training)
 import tensorflow as tf
+
+# isort: on
 
 
 def configure_devices(cpu_replicas):

@@ -14,9 +14,13 @@ import argparse
 import platform
 import time
 
-import keras
 import numpy as np
 
+# isort: off
+import ph2_tf  # noqa: F401  (before TensorFlow, which keras imports: it turns oneDNN on)
+import keras
+
+# isort: on
 from ph2_tf.losses import get_loss, num_classes_for
 from ph2_tf.metrics import segmentation_metrics
 from ph2_tf.models import MODEL_NAMES, build_model

@@ -170,6 +170,12 @@ def build_parser():
         help="also write <name>.probabilities.png, 16-bit: round(probability * 65535)",
     )
     predict.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average over the image and its two flips (the serving_flip_tta signature; about "
+        "3x the time; see results/postprocessing/)",
+    )
+    predict.add_argument(
         "inputs",
         nargs="+",
         metavar="IMAGE_OR_FOLDER",
@@ -436,12 +442,16 @@ def run_predict(args):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from ph2_tf.export import SIGNATURE
+    from ph2_tf.export import FLIP_TTA_SIGNATURE, SIGNATURE
     from tfds_ph2.ph2.image_reading import ImageReadError
 
     saved_model = tf.saved_model.load(str(version_dir))  # Referenced: it owns the variables.
-    if SIGNATURE not in saved_model.signatures:
-        return fatal(f"the SavedModel {version_dir} has no {SIGNATURE!r} signature")
+    signature = FLIP_TTA_SIGNATURE if args.flip_tta else SIGNATURE
+    if signature not in saved_model.signatures:
+        exported_before = " (exported before it existed)" if args.flip_tta else ""
+        return fatal(
+            f"the SavedModel {version_dir} has no {signature!r} signature{exported_before}"
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -456,7 +466,7 @@ def run_predict(args):
         for source, stem in progress:
             try:
                 lesion, paths = _predict_image(
-                    serve=saved_model.signatures[SIGNATURE],
+                    serve=saved_model.signatures[signature],
                     source=source,
                     stem=stem,
                     threshold=args.threshold,

@@ -96,3 +96,24 @@ def test_signature_rejects_images_without_3_channels(exported):
         # The check's own message, with the channel count, not an error from inside the model.
         assert "`images` must be RGB, [N, H, W, 3]" in info.value.message
         assert f"[{channels}]" in info.value.message
+
+
+def test_flip_tta_signature_averages_the_default_signature_over_flips(exported):
+    _, _, path = exported
+    loaded = tf.saved_model.load(str(path))
+    plain, tta = (loaded.signatures[name] for name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE))
+    images = np.random.default_rng(1).integers(0, 256, (2, 90, 130, 3), dtype=np.uint8)
+
+    def probabilities(pixels):
+        return plain(**{export.INPUT_NAME: tf.constant(pixels)})["probabilities"].numpy()
+
+    expected = (
+        probabilities(images)
+        + probabilities(images[:, :, ::-1])[:, :, ::-1]
+        + probabilities(images[:, ::-1])[:, ::-1]
+    ) / 3
+    outputs = tta(**{export.INPUT_NAME: tf.constant(images)})
+    # Flipping the image before or after its resize may round a pixel to the next grey level.
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=2e-3)
+    assert np.abs(outputs["probabilities"] - probabilities(images)).max() > 1e-3
+    np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)

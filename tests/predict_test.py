@@ -227,3 +227,35 @@ def test_saved_model_path_without_a_saved_model(tmp_path, capsys):
     assert status == 2 and len(err) == 1
     assert err[0].startswith("python -m ph2_tf predict: error: no SavedModel in")
     assert not (tmp_path / "out").exists()
+
+
+def test_flip_tta_uses_the_tta_signature(saved_model, probabilities, tmp_path, capsys):
+    path = _save(RGB, tmp_path / "a.png")
+    serve = tf.saved_model.load(str(saved_model)).signatures[export.FLIP_TTA_SIGNATURE]
+    expected = serve(**{export.INPUT_NAME: tf.constant(RGB[None])})["probabilities"].numpy()
+    status, _, err = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", tmp_path, "--flip-tta",
+        "--probabilities", path,
+    )  # fmt: skip
+    assert status == 0, err
+    stored = np.asarray(Image.open(tmp_path / "a.png.probabilities.png"))
+    np.testing.assert_allclose(stored, np.round(expected[0, ..., 0] * 65535), atol=1)
+    assert np.abs(stored / 65535 - probabilities(RGB)).max() > 1e-3  # not the plain signature
+
+
+def test_flip_tta_on_a_saved_model_without_it_is_one_error(tmp_path, capsys):
+    model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        export.SIGNATURE,
+        export.serving_function(model, 32),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=export.INPUT_NAME)],
+    )
+    archive.write_out(str(tmp_path / "unet" / "1"), verbose=False)  # as version 1 was exported
+    status, _, err = _predict(
+        capsys, "--saved-model", tmp_path / "unet", "--output-dir", tmp_path / "out",
+        "--flip-tta", _save(RGB, tmp_path / "a.png"),
+    )  # fmt: skip
+    assert status == 2 and len(err) == 1
+    assert "has no 'serving_flip_tta' signature (exported before it existed)" in err[0]
