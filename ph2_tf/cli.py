@@ -6,6 +6,7 @@ and `evaluate --run-dir` run without TensorFlow on another Keras backend (`KERAS
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -140,6 +141,14 @@ def build_parser():
     export.add_argument(
         "--serving-root", help="base-dir as the server sees it in models.config (e.g. /models)"
     )
+    export.add_argument(
+        "--if-better",
+        action="store_true",
+        help="publish as the next version only if it beats the served (highest) version, both "
+        "measured through their serving signature on the validation split; writes "
+        "metrics.json (needs the dataset: --data-dir, --manual-dir)",
+    )
+    _add_data_args(export)
 
     predict = commands.add_parser(
         "predict",
@@ -302,9 +311,30 @@ def _evaluate_saved_model(args):
 
 def run_export(args):
     """`export` command: exports a run's best checkpoint and rewrites models.config."""
-    from ph2_tf import export, train
+    from ph2_tf import export, publish, train
 
     model, cfg = train.load_trained(args.run_dir)
+    if args.if_better:
+        if args.version is not None:
+            print("python -m ph2_tf export: error: --if-better picks the version itself; drop "
+                  f"--version {args.version}", file=sys.stderr)  # fmt: skip
+            return 2
+        path = publish.publish(
+            model,
+            base_dir=args.base_dir,
+            model_name=args.model_name or cfg.model,
+            image_size=cfg.image_size,
+            threshold=args.threshold,
+            source={
+                "name": pathlib.Path(args.run_dir).name,
+                "run_dir": str(args.run_dir),
+                "config": dataclasses.asdict(cfg),
+            },  # fmt: skip
+            data_dir=args.data_dir or cfg.data_dir,
+            manual_dir=args.manual_dir or cfg.manual_dir,
+        )
+        print(json.dumps({"saved_model": None if path is None else str(path)}))
+        return 0
     path = export.export_for_serving(
         model,
         base_dir=args.base_dir,

@@ -106,6 +106,7 @@ def publish(
     model_name,
     image_size,
     source,
+    threshold=0.5,
     force=False,
     data_dir=None,
     manual_dir=None,
@@ -125,6 +126,7 @@ def publish(
         model_name: TF Serving model name (`ph2_unet`).
         image_size: the model's training size.
         source: JSON-serialisable description of the model's origin, kept in `metrics.json`.
+        threshold: probability at or above which the signatures' `mask` is 1.
         force: publish even if not better than the served version.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
@@ -139,7 +141,7 @@ def publish(
     staging = model_dir / ".candidate"
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted earlier call
     staging.parent.mkdir(parents=True, exist_ok=True)
-    export.write_saved_model(model, staging, image_size)
+    export.write_saved_model(model, staging, image_size, threshold)
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     try:
         candidate = measure(staging, [SELECTION_SPLIT], **common)[SELECTION_SPLIT]["metrics"]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ph2_tf import export, publish, versions
+from ph2_tf import cli, export, publish, train, versions
 from ph2_tf.models import build_model
 
 IMAGE_SIZE = 32
@@ -93,3 +93,41 @@ def test_export_refuses_non_finite_weights(tmp_path):
     with pytest.raises(ValueError, match="NaN or infinite values"):
         export.export_for_serving(model, base_dir=tmp_path, model_name="broken")
     assert not (tmp_path / "broken").exists()
+
+
+def test_export_if_better_publishes_a_run_only_when_it_beats_the_served_version(
+    ph2_dummy, tmp_path, capsys
+):
+    base_dir = tmp_path / "saved_models"
+
+    def export_run(logit, name):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        constant_model(logit).save(run_dir / train.BEST_MODEL_FILE)
+        train.TrainConfig(image_size=IMAGE_SIZE, data_dir=str(ph2_dummy.data_dir)).save(
+            run_dir / train.CONFIG_FILE
+        )
+        status = cli.main(
+            ["export", "--run-dir", str(run_dir), "--model-name", "ph2_unet"]
+            + ["--base-dir", str(base_dir), "--if-better"]
+        )
+        assert status in (0, None)
+        return json.loads(capsys.readouterr().out.splitlines()[-1])["saved_model"]
+
+    assert export_run(-50.0, "background") == str(base_dir / "ph2_unet" / "1")
+    assert export_run(50.0, "lesion") == str(base_dir / "ph2_unet" / "2")
+    assert export_run(-50.0, "worse") is None
+    metrics = json.loads((base_dir / "ph2_unet" / "2" / publish.METRICS_FILE).read_text())
+    assert metrics["source"]["name"] == "lesion"
+    assert metrics["source"]["config"]["image_size"] == IMAGE_SIZE
+    assert versions.served_versions(base_dir / "ph2_unet")[-1].name == "2"
+
+
+def test_export_if_better_refuses_a_version(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    constant_model(1.0).save(run_dir / train.BEST_MODEL_FILE)
+    train.TrainConfig(image_size=IMAGE_SIZE).save(run_dir / train.CONFIG_FILE)
+    status = cli.main(["export", "--run-dir", str(run_dir), "--if-better", "--version", "3"])
+    assert status == 2
+    assert "--if-better picks the version itself; drop --version 3" in capsys.readouterr().err
