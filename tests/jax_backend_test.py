@@ -32,7 +32,7 @@ def jax_run(ph2_prepared, tmp_path_factory):
     predictions = tmp_path / "predictions.npz"
     code = (
         "import sys, keras, numpy as np\n"
-        "from ph2_tf import arrays\n"
+        "from ph2_tf import arrays, models  # models: registers the custom layers for loading\n"
         f"images, masks, ids = arrays.load_arrays('test', 32, data_dir={ph2_prepared!r})\n"
         f"model = keras.saving.load_model({str(run_dir / 'best.keras')!r}, compile=False)\n"
         "uint8 = np.round(images * 255).astype('uint8')  # what a serving client sends\n"
