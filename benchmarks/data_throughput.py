@@ -12,24 +12,28 @@ import argparse
 import time
 
 from ph2_tf import data
+from ph2_tf.augmentation import AUGMENTATIONS
 
-# (label, image_size, augment): 128 reads the resized_128 config; 96 has no resized config, so
-# it decodes the full-size images of `original` and resizes them in the pipeline.
+# (label, image_size, augmentation preset): 128 and 256 read their resized configs; 96 has no
+# resized config, so it decodes the full-size images of `original` and resizes them in the
+# pipeline.
 SETTINGS = (
-    ("resized_128 config, 128", 128, False),
-    ("resized_128 config, 128, augment", 128, True),
-    ("original config, 96", 96, False),
+    ("resized_128 config, 128", 128, "none"),
+    ("resized_128 config, 128, augment all", 128, "all"),
+    ("resized_256 config, 256, augment all", 256, "all"),
+    ("original config, 96", 96, "none"),
+    ("original config, 96, augment all", 96, "all"),
 )
 
 
-def measure(image_size, augment, epochs, batch_size, data_dir, manual_dir):
+def measure(image_size, augmentation, epochs, batch_size, data_dir, manual_dir):
     """(first-pass images/s, later-pass images/s) of the training pipeline."""
     ds = data.load_split(
         "train",
         image_size=image_size,
         batch_size=batch_size,
         training=True,
-        augment=augment,
+        augmentation=AUGMENTATIONS[augmentation],
         data_dir=data_dir,
         manual_dir=manual_dir,
     )
@@ -53,11 +57,11 @@ def main():
         parser.error(f"--epochs must be at least 2, got {args.epochs}")
     for config in sorted({data.tfds_config_for(size) for _, size, _ in SETTINGS}):
         data.load_examples("train", config, data_dir=args.data_dir, manual_dir=args.manual_dir)
-    for label, image_size, augment in SETTINGS:
+    for label, image_size, augmentation in SETTINGS:
         first, later = measure(
-            image_size, augment, args.epochs, args.batch_size, args.data_dir, args.manual_dir
+            image_size, augmentation, args.epochs, args.batch_size, args.data_dir, args.manual_dir
         )
-        print(f"{label:34s} first pass {first:8.1f} images/s   cached {later:8.1f} images/s")
+        print(f"{label:38s} first pass {first:8.1f} images/s   cached {later:8.1f} images/s")
 
 
 if __name__ == "__main__":
