@@ -313,36 +313,29 @@ def run_export(args):
     """`export` command: exports a run's best checkpoint and rewrites models.config."""
     from ph2_tf import export, publish, train
 
+    if args.if_better and args.version is not None:
+        print("python -m ph2_tf export: error: --if-better picks the version itself; drop "
+              f"--version {args.version}", file=sys.stderr)  # fmt: skip
+        return 2
     model, cfg = train.load_trained(args.run_dir)
-    if args.if_better:
-        if args.version is not None:
-            print("python -m ph2_tf export: error: --if-better picks the version itself; drop "
-                  f"--version {args.version}", file=sys.stderr)  # fmt: skip
-            return 2
-        path = publish.publish(
-            model,
-            base_dir=args.base_dir,
-            model_name=args.model_name or cfg.model,
-            image_size=cfg.image_size,
-            threshold=args.threshold,
-            source={
-                "name": pathlib.Path(args.run_dir).name,
-                "run_dir": str(args.run_dir),
-                "config": dataclasses.asdict(cfg),
-            },  # fmt: skip
-            data_dir=args.data_dir or cfg.data_dir,
-            manual_dir=args.manual_dir or cfg.manual_dir,
-        )
-        print(json.dumps({"saved_model": None if path is None else str(path)}))
-        return 0
-    path = export.export_for_serving(
-        model,
+    common = dict(
         base_dir=args.base_dir,
         model_name=args.model_name or cfg.model,
-        version=args.version,
         image_size=cfg.image_size,
         threshold=args.threshold,
     )
+    if args.if_better:
+        source = {"name": pathlib.Path(args.run_dir).name, "config": dataclasses.asdict(cfg)}
+        path = publish.publish(
+            model,
+            source=source,
+            data_dir=args.data_dir or cfg.data_dir,
+            manual_dir=args.manual_dir or cfg.manual_dir,
+            **common,
+        )
+        print(json.dumps({"saved_model": None if path is None else str(path)}))
+        return 0
+    path = export.export_for_serving(model, version=args.version, **common)
     config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
 
