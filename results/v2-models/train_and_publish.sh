@@ -12,7 +12,8 @@ model=$1 loss=$2 lr=$3 epochs=$4 augment=$5
 shift 5
 data_dir=${DATA_DIR:-/tmp/tfds}
 runs_dir=${RUNS_DIR:-/tmp/v2-runs}
-name="${model}-${loss}-lr${lr}-e${epochs}-${augment}"
+name="${model}-${loss}-lr${lr}-e${epochs}-augment_${augment}"
+if [[ " $* " == *" --colour-constancy "* ]]; then name+="-colour_constancy"; fi
 here=$(dirname "$0")
 python -m ph2_tf train --profile compact --model "$model" --loss "$loss" --lr "$lr" \
   --epochs "$epochs" --augment "$augment" "$@" --data-dir "$data_dir" \
