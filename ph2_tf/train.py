@@ -80,6 +80,10 @@ class TrainConfig:
             on TensorFlow). On 2 CPU cores TensorFlow with oneDNN and without XLA is the fastest
             for the `small` profile (`results/cpu-vs-torch/`). Off under
             `MultiWorkerMirroredStrategy`, whose collectives XLA does not compile on CPUs.
+        checkpoints: write `best.keras` and the per-epoch backup that a killed run resumes
+            from. Off, a run writes only its config and log: the tuner's grid scores the final
+            weights, and at full size each of those writes is about 0.4 GB (weights and AdamW
+            slots), which costs more host time per epoch than the epoch's training on a GPU.
     """
 
     model: str = "unet"
@@ -99,6 +103,7 @@ class TrainConfig:
     deterministic: bool = True
     precision: str = "float32"
     jit_compile: bool | None = None
+    checkpoints: bool = True
 
     def __post_init__(self):
         self.validate()
@@ -150,6 +155,7 @@ class TrainConfig:
         )
         check(self.augment in AUGMENTATIONS, "augment", f"one of {tuple(AUGMENTATIONS)}")
         check(isinstance(self.colour_constancy, bool), "colour_constancy", "True or False")
+        check(isinstance(self.checkpoints, bool), "checkpoints", "True or False")
 
     def save(self, path):
         """Writes the config as JSON.
@@ -475,8 +481,7 @@ def make_callbacks(cfg, out_dir):
     by `EpochLog` (the epoch is trained again and logged once).
 
     Args:
-        cfg: the run's `TrainConfig` (the standard callbacks do not depend on it yet; the
-            argument keeps the signature stable for the tuner).
+        cfg: the run's `TrainConfig` (`checkpoints` decides on `best.keras` and `backup/`).
         out_dir: directory receiving `best.keras` (best `val_jaccard`), `backup/`
             (`BackupAndRestore`: a killed run resumes at its next epoch), `log.csv` (`EpochLog`),
             and `tensorboard/` (only on the TensorFlow backend, whose summary ops Keras' callback
@@ -488,25 +493,25 @@ def make_callbacks(cfg, out_dir):
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        StopOnNonFinite(),
-        EpochLog(out_dir),
-        keras.callbacks.BackupAndRestore(backup_dir=str(out_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(out_dir / BEST_MODEL_FILE),
-            monitor=MONITOR,
-            mode="max",
-            save_best_only=True,
-            # On resume, only an epoch better than those already logged replaces the checkpoint.
-            initial_value_threshold=_best_logged(out_dir, MONITOR),
-        ),
-    ]
-    if keras.backend.backend() != "tensorflow":
-        pass  # Keras' TensorBoard callback writes through tf.summary.
-    elif importlib.util.find_spec("tensorboard") is None:
-        warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=2)
-    else:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
+    callbacks = [StopOnNonFinite(), EpochLog(out_dir)]
+    if cfg.checkpoints:
+        callbacks += [
+            keras.callbacks.BackupAndRestore(backup_dir=str(out_dir / "backup")),
+            keras.callbacks.ModelCheckpoint(
+                str(out_dir / BEST_MODEL_FILE),
+                monitor=MONITOR,
+                mode="max",
+                save_best_only=True,
+                # On resume, only an epoch better than those already logged replaces it.
+                initial_value_threshold=_best_logged(out_dir, MONITOR),
+            ),
+        ]
+    # Keras' TensorBoard callback writes through tf.summary, so only on TensorFlow.
+    if keras.backend.backend() == "tensorflow":
+        if importlib.util.find_spec("tensorboard") is None:
+            warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=2)
+        else:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
     return callbacks
 
 

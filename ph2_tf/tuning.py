@@ -100,6 +100,8 @@ class SearchSettings:
         grid: the configurations of `--mode grid`; None for `--mode search`.
         verbose: Keras `fit` verbosity.
         precision: Keras dtype policy of every run (`train.PRECISIONS`).
+        checkpoints: each seed's `best.keras` and per-epoch backup (`TrainConfig.checkpoints`).
+            Off, a seed cut off mid-way is trained again from its start.
     """
 
     profile: Profile
@@ -110,6 +112,7 @@ class SearchSettings:
     grid: tuple | None = STUDY_GRID
     verbose: int = 2
     precision: str = "float32"
+    checkpoints: bool = True
 
     def record_path(self, config: Configuration, seed: int) -> Path:
         return self.run_dir / "records" / f"{config.name}__seed{seed}.json"
@@ -168,6 +171,7 @@ class PH2HyperModel(keras_tuner.HyperModel):
             width=profile.width,
             batch_size=profile.batch_size,
             precision=self.settings.precision,
+            checkpoints=self.settings.checkpoints,
             seed=seed,
             data_dir=self.settings.data_dir,
             manual_dir=self.settings.manual_dir,

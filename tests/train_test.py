@@ -89,6 +89,19 @@ def test_make_callbacks_lists_the_required_callbacks(tmp_path):
     assert checkpoint.save_best_only
 
 
+@pytest.mark.filterwarnings("ignore:tensorboard is not installed")
+def test_make_callbacks_without_checkpoints_writes_no_model(tmp_path):
+    callbacks = train.make_callbacks(train.TrainConfig(checkpoints=False), tmp_path / "run")
+    names = [type(c).__name__ for c in callbacks]
+    assert names[:2] == ["StopOnNonFinite", "EpochLog"]
+    assert not {"BackupAndRestore", "ModelCheckpoint"} & set(names)
+
+
+def test_config_refuses_non_bool_checkpoints():
+    with pytest.raises(ValueError, match="checkpoints must be True or False, received 'no'"):
+        train.TrainConfig(checkpoints="no")
+
+
 def test_default_config_is_the_small_profile():
     small = PROFILES["small"]
     cfg = train.TrainConfig()

@@ -109,6 +109,23 @@ def test_writes_every_output(finished_run):
     assert 'name: "ph2_unet"' in config and 'name: "ph2_segnet"' in config
 
 
+def test_no_checkpoints_scores_final_weights_and_writes_no_per_seed_model(tmp_path, ph2_dummy):
+    args = tuner_search.parse_args(
+        _argv(tmp_path, ph2_dummy, configurations=CONFIGURATIONS[:1], seeds=1)
+        + ["--no-checkpoints", "--no-export"]
+    )
+    settings = dataclasses.replace(tuner_search.settings_from_args(args), profile=TINY, verbose=0)
+    assert not settings.checkpoints
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    tuner_search.run(args, settings)
+    (record_path,) = (settings.run_dir / "records").glob("*.json")
+    assert json.loads(record_path.read_text())["test"]["jaccard"] >= 0
+    (seed_dir,) = (settings.run_dir / "runs").glob("*/seed0")
+    assert (seed_dir / "log.csv").exists() and (seed_dir / "final.keras").exists()
+    assert not (seed_dir / train.BEST_MODEL_FILE).exists()
+    assert not (seed_dir / "backup").exists()
+
+
 def test_missing_data_ends_the_run_before_any_trial(tmp_path, monkeypatch):
     monkeypatch.delenv("PH2_MANUAL_DIR", raising=False)
     (tmp_path / "no_ph2").mkdir()
