@@ -5,20 +5,31 @@
 #   bash benchmarks/device/run_reference_grid.sh      # on the device, from the repository root
 #
 # Carry: .whl and .device_data (prepare_grid_data.sh), and .device_results once an earlier call
-# brought results back. Writes to $OUT: log, <run name>.tar.gz (records, logs, tuner state,
-# tables; no models) and jax-cache.tar (the compiled programs, when under 15 MiB).
-# The tuner skips every seed whose record exists, so each call continues where the last
-# stopped; a seed cut off by GRID_TIMEOUT is trained again from its start by the next call.
+# brought results back. Writes to $OUT: log, <run name>.tar.gz (records, per-seed logs, the
+# tuner processes' logs, tables; no models) and jax-cache.tar (the compiled programs, when under
+# 15 MiB).
+#
+# The configurations are split into GRID_GROUPS, one tuner process per group, all on the one GPU
+# at once: while one process compiles a program, validates, evaluates or saves, the others train,
+# which keeps the GPU busy where a single process would leave it idle for those. Every process
+# is given the records of all seeds finished before, and skips them, so each call continues
+# where the last stopped whatever the grouping; a seed cut off by GRID_TIMEOUT is trained again
+# from its start (with --no-checkpoints there is no mid-seed backup to resume from).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 : "${OUT:?OUT must name the folder for the results}"
 
 RUN_NAME=${RUN_NAME:-reference-grid-full-seeds3}
 GRID_TIMEOUT=${GRID_TIMEOUT:-500}   # seconds of tuning, leaving time to pack within timeout_s
-TUNER_ARGS=${TUNER_ARGS:---profile full --seeds 3 --precision float32}
+TUNER_ARGS=${TUNER_ARGS:---profile full --seeds 3 --precision float32 --no-checkpoints}
+# Four groups of about equal GPU time per seed (UNet epochs cost ~1.4x SegNet's at full size).
+GRID_GROUPS=${GRID_GROUPS:-"unet-bce-lr0.0001-e75 unet-bce-lr0.0001-e30 segnet-bce-lr1e-05-e15 segnet-bce-lr0.0001-e15 segnet-bce-lr0.001-e15 segnet-bce-lr0.01-e15;\
+unet-bce-lr0.0001-e50 unet-cross_entropy-lr0.0001-e50 unet-dice-lr1e-05-e50;\
+unet-soft_bce-lr1e-05-e50 unet-soft_bce-lr0.0001-e50 segnet-dice-lr0.0001-e10;\
+segnet-dice-lr1e-05-e50 segnet-soft_bce-lr1e-05-e50 segnet-soft_bce-lr0.0001-e50"}
 DATA_DIR=${DATA_DIR:-.device_data}
 SITE=${SITE:-/tmp/site}             # where the carried wheels are installed
-WORK=${WORK:-/tmp/grid}             # the results folder of the run on the device
+WORK=${WORK:-/tmp/grid}             # the results folders of the run on the device
 JAX_CACHE=$HOME/.cache/ph2-seg/jax  # ph2_tf.accelerators.DEFAULT_JAX_CACHE_DIR
 
 run() {
@@ -28,38 +39,59 @@ run() {
       --target "$SITE" .whl/*.whl || return 1
     export PYTHONPATH=$SITE:$PWD
   fi
-  export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax
+  # Several processes share the GPU: each takes memory as it needs it, not JAX's 75% up front.
+  export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false
   # The copy on the device is no git checkout: the commit comes from the file written before the
   # call (see REFERENCE_GRID.md), and every record carries it.
-  if [ -f "$DATA_DIR/SOURCE_COMMIT" ]; then
+  if [ -z "${PH2_GIT_COMMIT:-}" ] && [ -f "$DATA_DIR/SOURCE_COMMIT" ]; then
     read -r PH2_GIT_COMMIT PH2_GIT_DIRTY < "$DATA_DIR/SOURCE_COMMIT"
     export PH2_GIT_COMMIT PH2_GIT_DIRTY
   fi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  mkdir -p "$WORK" "$JAX_CACHE"
+  local merged=$WORK/$RUN_NAME
+  mkdir -p "$merged/records" "$merged/logs" "$JAX_CACHE"
   if [ -f ".device_results/$RUN_NAME.tar.gz" ]; then
     tar -xzf ".device_results/$RUN_NAME.tar.gz" -C "$WORK"
-    echo "resumed: $(ls "$WORK/$RUN_NAME/records" | wc -l) seed records from an earlier call"
   fi
+  echo "resumed: $(ls "$merged/records" | wc -l) seed records from earlier calls"
   [ -f .device_results/jax-cache.tar ] && tar -xf .device_results/jax-cache.tar -C "$JAX_CACHE"
 
-  echo "== $(date -u +%H:%M:%S) tuner_search.py $TUNER_ARGS (limit ${GRID_TIMEOUT}s)"
-  # shellcheck disable=SC2086  # TUNER_ARGS is a list of options
-  timeout "$GRID_TIMEOUT" python3 tuner_search.py $TUNER_ARGS --data-dir "$DATA_DIR" \
-    --results-dir "$WORK" --run-name "$RUN_NAME" --no-export
-  echo "tuner: exit status $? (124: stopped at its limit) after $((SECONDS - start)) s"
-  echo "records: $(ls "$WORK/$RUN_NAME/records" | wc -l) of 45"
+  local call groups group worker pids=()
+  call=$(date -u +%Y%m%dT%H%M%S)
+  IFS=';' read -ra groups <<< "$GRID_GROUPS"
+  for worker in "${!groups[@]}"; do
+    group=${groups[$worker]}
+    mkdir -p "$WORK/worker$worker/$RUN_NAME/records"
+    cp "$merged/records/"*.json "$WORK/worker$worker/$RUN_NAME/records/" 2>/dev/null
+    echo "== $(date -u +%H:%M:%S) worker $worker: tuner_search.py $TUNER_ARGS --only $group"
+    # shellcheck disable=SC2086  # TUNER_ARGS and the group are lists of words
+    timeout "$GRID_TIMEOUT" python3 tuner_search.py $TUNER_ARGS --only $group \
+      --data-dir "$DATA_DIR" --results-dir "$WORK/worker$worker" --run-name "$RUN_NAME" \
+      --no-export > "$merged/logs/$call-worker$worker.log" 2>&1 &
+    pids+=($!)
+  done
+  for worker in "${!pids[@]}"; do
+    wait "${pids[$worker]}"
+    echo "worker $worker: exit status $? (124: stopped at its limit) after $((SECONDS - start)) s"
+  done
 
-  # Models, the tuner's trial checkpoints and in-seed backups stay behind: 0.1-0.4 GB each at
-  # full size, over what a call brings back.
-  tar -czf "$OUT/$RUN_NAME.tar.gz" -C "$WORK" --exclude='*.keras' --exclude='*.h5' \
-    --exclude=backup "$RUN_NAME"
+  # Merge: the records and per-seed logs of every worker; models and tuner state stay behind
+  # (0.1-0.4 GB per full-size model, over what a call brings back).
+  for worker in "${!groups[@]}"; do
+    tar -cf - -C "$WORK/worker$worker/$RUN_NAME" --exclude='*.keras' --exclude='*.h5' \
+      --exclude=backup --exclude=tuner --exclude='*.png' --exclude='comparison.*' \
+      --exclude=run.log . | tar -xf - -C "$merged"
+  done
+  echo "records: $(ls "$merged/records" | wc -l) of 45"
+  tail -n 3 "$merged/logs/$call"-worker*.log
+  tar -czf "$OUT/$RUN_NAME.tar.gz" -C "$WORK" "$RUN_NAME"
   if [ "$(du -sm "$JAX_CACHE" | cut -f1)" -lt 15 ]; then
     tar -cf "$OUT/jax-cache.tar" -C "$JAX_CACHE" .
   else
     echo "jax cache $(du -sh "$JAX_CACHE" | cut -f1): too big to bring back"
   fi
+  echo "grid: done after $((SECONDS - start)) s"
   ls -l "$OUT"
 }
 
-run 2>&1 | tee "$OUT/log"
+run 2>&1 | tee "$OUT/grid.log"
