@@ -43,23 +43,24 @@ def _git(*args):
 def git_state():
     """The checkout's commit and whether tracked files differ from it.
 
-    Outside a checkout (installed from a wheel, or a copy of the tree on another machine), the
-    environment variables `PH2_GIT_COMMIT` and `PH2_GIT_DIRTY` (`1` or `0`), set by whoever made
-    the copy, are used instead, and the result says so.
+    The environment variables `PH2_GIT_COMMIT` and `PH2_GIT_DIRTY` (`1` or `0`), when set, win
+    over git: whoever set them made a copy of the tree (as for the GPU machine of
+    `benchmarks/device/`), and a `.git` travelling with such a copy can be older than the code
+    beside it. Otherwise git is asked; outside a checkout nothing is known.
 
     Returns:
         `{"commit": sha or None, "dirty": bool or None}`, plus `"from": "PH2_GIT_COMMIT"` when
         read from the environment; None where nothing is known.
     """
+    if os.environ.get("PH2_GIT_COMMIT"):
+        dirty = os.environ.get("PH2_GIT_DIRTY")
+        return {
+            "commit": os.environ["PH2_GIT_COMMIT"],
+            "dirty": None if dirty is None else dirty == "1",
+            "from": "PH2_GIT_COMMIT",
+        }
     commit = _git("rev-parse", "HEAD")
     if commit is None:
-        if os.environ.get("PH2_GIT_COMMIT"):
-            dirty = os.environ.get("PH2_GIT_DIRTY")
-            return {
-                "commit": os.environ["PH2_GIT_COMMIT"],
-                "dirty": None if dirty is None else dirty == "1",
-                "from": "PH2_GIT_COMMIT",
-            }
         return {"commit": None, "dirty": None}
     # Untracked files (results, caches) do not change the code that ran.
     return {"commit": commit, "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
