@@ -103,7 +103,7 @@ def write_csv(rows, path):
         writer.writerows(rows)
 
 
-def write_markdown(rows, path, settings_line, test_images, provenance=""):
+def write_markdown(rows, path, settings_line, test_images, provenance="", without_records=()):
     """`comparison.md`: our test-split scores (mean ± sample std over seeds) beside the study's.
 
     Args:
@@ -112,8 +112,10 @@ def write_markdown(rows, path, settings_line, test_images, provenance=""):
         settings_line: one paragraph describing the setting (`settings_line`).
         test_images: the test split's size.
         provenance: `provenance_line(records)`.
+        without_records: names of the run's configurations that have no record yet (a run in
+            progress), listed under the table so that a missing row is never silent.
     """
-    header = ["model", "epochs", "optimizer", "loss", "lr"]
+    header = ["model", "epochs", "optimizer", "loss", "lr", "seeds"]
     header += [label for _, _, label in SCORES]
     header += ["train time (s)", 'study\'s published "IoU"']
     lines = [
@@ -134,6 +136,7 @@ def write_markdown(rows, path, settings_line, test_images, provenance=""):
             row["optimizer"],
             row["loss"],
             f"{row['learning_rate']:g}",
+            str(row["seeds"]),
         ]
         for name, _, _ in SCORES:
             mean, std = row[f"{name}_mean"], row[f"{name}_std"]
@@ -144,6 +147,8 @@ def write_markdown(rows, path, settings_line, test_images, provenance=""):
         study = row["study_iou"]
         cells.append({None: "did not train", "": "—"}.get(study) or f"{study:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
+    if without_records:
+        lines += ["", f"No record yet (the run is not finished): {', '.join(without_records)}."]
     Path(path).write_text("\n".join(lines) + "\n")
 
 

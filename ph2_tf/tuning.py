@@ -356,6 +356,9 @@ def write_report(settings: SearchSettings, configurations, profile_name):
         settings_line,
         int(test_images),
         report.provenance_line(records),
+        without_records=[
+            c.name for c in configurations if c.name not in {r["name"] for r in records}
+        ],
     )
     report.plot_comparison(rows, run_dir / "comparison.png")
     report.plot_curves(records, run_dir / "curves.png")

@@ -95,6 +95,8 @@ def test_writes_every_output(finished_run):
     assert "sample standard deviation" in table and "Produced by: backend tensorflow" in table
     # With --epochs 1 neither configuration is one of the study's: no study score beside it.
     assert "did not train" not in table and table.count("| — |") == 2
+    assert "| unet | 1 | AdamW | bce | 0.0001 | 2 |" in table  # 2 seeds
+    assert "No record yet" not in table
 
     for model in ["ph2_unet", "ph2_segnet"]:
         version = tmp_path / "saved_models" / model / "1"

@@ -4,8 +4,8 @@
 #
 #   bash benchmarks/device/run_reference_grid.sh      # on the device, from the repository root
 #
-# Carry: .whl and .device_data (prepare_grid_data.sh), and .device_results once an earlier call
-# brought results back. Writes to $OUT: log, <run name>.tar.gz (records, per-seed logs, the
+# Carry: .whl and .device_data (prepare_grid_data.sh), and .device_results when an earlier call
+# brought back results not yet committed to results/<run name>/ (committed records travel). Writes to $OUT: log, <run name>.tar.gz (records, per-seed logs, the
 # tuner processes' logs, tables; no models) and jax-cache.tar (the compiled programs, when under
 # 15 MiB).
 #
@@ -53,6 +53,8 @@ run() {
   if [ -f ".device_results/$RUN_NAME.tar.gz" ]; then
     tar -xzf ".device_results/$RUN_NAME.tar.gz" -C "$WORK"
   fi
+  # Records committed to the repository (results/<run name>/records) travel with the tree.
+  cp -n "results/$RUN_NAME/records/"*.json "$merged/records/" 2>/dev/null
   echo "resumed: $(ls "$merged/records" | wc -l) seed records from earlier calls"
   [ -f .device_results/jax-cache.tar ] && tar -xf .device_results/jax-cache.tar -C "$JAX_CACHE"
 
