@@ -141,8 +141,9 @@ def write_saved_model(model, path, image_size, threshold=0.5):
         image_size: training size `S`.
         threshold: probability at or above which the `mask` output is 1.
     """
+    # No `archive.track(model)`: the endpoints' variables are tracked anyway, and tracking the
+    # model as well wrote every weight twice (under `variables` and `_all_variables`).
     archive = keras.export.ExportArchive()
-    archive.track(model)
     for name, flip_tta in ((SIGNATURE, False), (FLIP_TTA_SIGNATURE, True)):
         archive.add_endpoint(
             name,

@@ -40,6 +40,13 @@ def test_tf_serving_layout_and_models_config(exported):
     assert 'model_platform: "tensorflow"' in config
 
 
+def test_saved_model_stores_each_weight_once(exported):
+    model, _, path = exported
+    stored = tf.train.list_variables(str(path / "variables" / "variables"))
+    stored_values = sum(int(np.prod(shape)) for name, shape in stored if shape)
+    assert stored_values == sum(int(np.prod(w.shape)) for w in model.weights)
+
+
 def test_export_rejects_existing_version_and_bad_version(exported):
     model, base_dir, _ = exported
     with pytest.raises(ValueError, match="already exists"):
