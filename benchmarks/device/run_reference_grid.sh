@@ -5,9 +5,9 @@
 #   bash benchmarks/device/run_reference_grid.sh      # on the device, from the repository root
 #
 # Carry: .whl and .device_data (prepare_grid_data.sh), and .device_results when an earlier call
-# brought back results not yet committed to results/<run name>/ (committed records travel). Writes to $OUT: log, <run name>.tar.gz (records, per-seed logs, the
-# tuner processes' logs, tables; no models) and jax-cache.tar (the compiled programs, when under
-# 15 MiB).
+# brought back results not yet committed to results/<run name>/ (committed records travel).
+# Writes to $OUT: grid.log, <run name>.tar.gz (records, per-seed logs, the tuner processes'
+# logs; no models) and jax-cache.tar.gz (the compiled programs, when under 15 MiB gzipped).
 #
 # The configurations are split into GRID_GROUPS, one tuner process per group, all on the one GPU
 # at once: while one process compiles a program, validates, evaluates or saves, the others train,
@@ -56,7 +56,7 @@ run() {
   # Records committed to the repository (results/<run name>/records) travel with the tree.
   cp -n "results/$RUN_NAME/records/"*.json "$merged/records/" 2>/dev/null
   echo "resumed: $(ls "$merged/records" | wc -l) seed records from earlier calls"
-  [ -f .device_results/jax-cache.tar ] && tar -xf .device_results/jax-cache.tar -C "$JAX_CACHE"
+  [ -f .device_results/jax-cache.tar.gz ] && tar -xzf .device_results/jax-cache.tar.gz -C "$JAX_CACHE"
 
   local call groups group worker pids=()
   call=$(date -u +%Y%m%dT%H%M%S)
@@ -87,10 +87,10 @@ run() {
   echo "records: $(ls "$merged/records" | wc -l) of 45"
   tail -n 3 "$merged/logs/$call"-worker*.log
   tar -czf "$OUT/$RUN_NAME.tar.gz" -C "$WORK" "$RUN_NAME"
-  if [ "$(du -sm "$JAX_CACHE" | cut -f1)" -lt 15 ]; then
-    tar -cf "$OUT/jax-cache.tar" -C "$JAX_CACHE" .
-  else
-    echo "jax cache $(du -sh "$JAX_CACHE" | cut -f1): too big to bring back"
+  tar -czf "$OUT/jax-cache.tar.gz" -C "$JAX_CACHE" .
+  if [ "$(du -sm "$OUT/jax-cache.tar.gz" | cut -f1)" -ge 15 ]; then
+    echo "jax cache $(du -sh "$OUT/jax-cache.tar.gz" | cut -f1) gzipped: too big to bring back"
+    rm "$OUT/jax-cache.tar.gz"
   fi
   echo "grid: done after $((SECONDS - start)) s"
   ls -l "$OUT"
