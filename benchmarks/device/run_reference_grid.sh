@@ -30,6 +30,7 @@ segnet-dice-lr1e-05-e50 segnet-soft_bce-lr1e-05-e50 segnet-soft_bce-lr0.0001-e50
 DATA_DIR=${DATA_DIR:-.device_data}
 SITE=${SITE:-/tmp/site}             # where the carried wheels are installed
 WORK=${WORK:-/tmp/grid}             # the results folders of the run on the device
+RESUME_DIR=${RESUME_DIR:-.device_results}  # what earlier calls brought back, if anything
 JAX_CACHE=$HOME/.cache/ph2-seg/jax  # ph2_tf.accelerators.DEFAULT_JAX_CACHE_DIR
 
 run() {
@@ -50,13 +51,13 @@ run() {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   local merged=$WORK/$RUN_NAME
   mkdir -p "$merged/records" "$merged/logs" "$JAX_CACHE"
-  if [ -f ".device_results/$RUN_NAME.tar.gz" ]; then
-    tar -xzf ".device_results/$RUN_NAME.tar.gz" -C "$WORK"
+  if [ -f "$RESUME_DIR/$RUN_NAME.tar.gz" ]; then
+    tar -xzf "$RESUME_DIR/$RUN_NAME.tar.gz" -C "$WORK"
   fi
   # Records committed to the repository (results/<run name>/records) travel with the tree.
   cp -n "results/$RUN_NAME/records/"*.json "$merged/records/" 2>/dev/null
   echo "resumed: $(ls "$merged/records" | wc -l) seed records from earlier calls"
-  [ -f .device_results/jax-cache.tar.gz ] && tar -xzf .device_results/jax-cache.tar.gz -C "$JAX_CACHE"
+  [ -f "$RESUME_DIR/jax-cache.tar.gz" ] && tar -xzf "$RESUME_DIR/jax-cache.tar.gz" -C "$JAX_CACHE"
 
   local call groups group worker pids=()
   call=$(date -u +%Y%m%dT%H%M%S)
