@@ -144,16 +144,21 @@ def test_wrong_shapes_and_unknown_names_are_refused():
         get_augmentation("heavy")
 
 
-def test_augment_batch_draws_examples_in_order_from_one_generator():
+def test_augment_batch_gives_each_example_its_spawned_generator_whatever_the_threads():
     image, mask = lesion_example()
-    images, masks = np.stack([image, image[::-1]]), np.stack([mask, mask[::-1]])
+    images = np.stack([image, image[::-1], image[:, ::-1]])
+    masks = np.stack([mask, mask[::-1], mask[:, ::-1]])
     augment = AUGMENTATIONS["all"]
-    batch_images, batch_masks = augment_batch(augment, images, masks, np.random.default_rng(3))
-    rng = np.random.default_rng(3)
-    for index in range(2):
-        expected_image, expected_mask = augment(images[index], masks[index], rng)
-        np.testing.assert_array_equal(batch_images[index], expected_image)
-        np.testing.assert_array_equal(batch_masks[index], expected_mask)
+    for threads in (1, 3, None):
+        batch_images, batch_masks = augment_batch(
+            augment, images, masks, np.random.default_rng(3), threads=threads
+        )
+        for index, generator in enumerate(np.random.default_rng(3).spawn(3)):
+            expected_image, expected_mask = augment(images[index], masks[index], generator)
+            np.testing.assert_array_equal(batch_images[index], expected_image)
+            np.testing.assert_array_equal(batch_masks[index], expected_mask)
+    with pytest.raises(ValueError, match="3 images but 2 masks"):
+        augment_batch(augment, images, masks[:2], np.random.default_rng(3))
 
 
 def test_numpy_batches_augment_by_seed_epoch_and_batch():
