@@ -18,27 +18,33 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 : "${OUT:?OUT must name the folder for the results}"
 
-# model loss learning-rate epochs augmentation, one candidate per line.
-CANDIDATES=${CANDIDATES:-"unet bce 1e-4 150 none
-unet bce 1e-4 150 all
-segnet soft_bce 1e-4 100 none
-segnet soft_bce 1e-4 100 all"}
+# model loss learning-rate epochs augmentation [seed, default 0], one candidate per line. The
+# default: other seeds of version 3's UNet recipe (is its ISIC score the recipe's or the seed's?)
+# and version 3's SegNet recipe trained longer (it was still improving at epoch 98 of 100).
+# Version 3 came from "unet bce 1e-4 150 none|all" and "segnet soft_bce 1e-4 100 none|all".
+CANDIDATES=${CANDIDATES:-"unet bce 1e-4 150 none 1
+unet bce 1e-4 150 none 2
+segnet soft_bce 1e-4 200 all 0
+segnet soft_bce 1e-4 200 all 1"}
 V2_TIMEOUT=${V2_TIMEOUT:-500}   # seconds; a candidate stopped here keeps its best epoch so far
 V2_ARGS=${V2_ARGS:-}            # appended to every `train`, e.g. for a small CPU dry run
 DATA_DIR=${DATA_DIR:-.device_data}
 V2_WORK=${V2_WORK:-/tmp/v2}
 
 run() {
-  local start=$SECONDS names=() pids=() model loss lr epochs augment name
+  local start=$SECONDS names=() pids=() model loss lr epochs augment seed name
   export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false
   mkdir -p "$V2_WORK"
-  while read -r model loss lr epochs augment; do
+  while read -r model loss lr epochs augment seed; do
+    seed=${seed:-0}
     name="$model-$loss-lr$lr-e$epochs-augment_$augment-colour_constancy"
+    [ "$seed" = 0 ] || name+="-seed$seed"
     echo "== $(date -u +%H:%M:%S) $name"
     # shellcheck disable=SC2086  # V2_ARGS is a list of options
     timeout "$V2_TIMEOUT" python3 -m ph2_tf train --profile compact --model "$model" \
-      --loss "$loss" --lr "$lr" --epochs "$epochs" --augment "$augment" --colour-constancy \
-      --data-dir "$DATA_DIR" --out-dir "$V2_WORK/$name" $V2_ARGS > "$V2_WORK/$name.out" 2>&1 &
+      --loss "$loss" --lr "$lr" --epochs "$epochs" --augment "$augment" --seed "$seed" \
+      --colour-constancy --data-dir "$DATA_DIR" --out-dir "$V2_WORK/$name" $V2_ARGS \
+      > "$V2_WORK/$name.out" 2>&1 &
     names+=("$name")
     pids+=($!)
   done <<< "$CANDIDATES"
