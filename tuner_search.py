@@ -69,7 +69,7 @@ def parse_args(argv=None):
         action="store_true",
         help="write no per-seed best checkpoint or per-epoch backup (the final weights are "
         "scored either way; a seed cut off mid-way then restarts from its first epoch). At "
-        "full size each write is about 0.4 GB, more host time than a GPU epoch",
+        "full size each write is about 0.4 GB, beside GPU epochs of about a second",
     )
     parser.add_argument(
         "--report-only",

@@ -177,7 +177,8 @@ def augment_batch(augmentation, images, masks, rng, threads=None):
     """Applies `augmentation` to every example of a batch, the examples in parallel threads.
 
     NumPy and SciPy release the GIL in the heavy parts (warps, filters, matrix products), so
-    threads run the examples on several cores: on 2 cores a batch takes about 0.6 times as long.
+    threads run the examples on several cores: on 2 cores a batch takes about half as long
+    (`benchmarks/augmentation_throughput.py`).
     Example `i` draws from the `i`-th generator spawned from `rng`, so the result is the same for
     any number of threads and any scheduling.
 
