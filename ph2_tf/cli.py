@@ -105,6 +105,11 @@ def build_parser():
         help="do not enable TensorFlow op determinism",
     )
     train.add_argument(
+        "--init-from",
+        help="start from the weights of this .keras file (another run's best.keras, same "
+        "model) and train --epochs more, with a fresh optimizer",
+    )
+    train.add_argument(
         "--out-dir", help="run directory (default results/<model>_<loss>_lr<lr>_e<epochs>)"
     )
     _add_data_args(train)
@@ -249,6 +254,7 @@ def run_train(args):
             deterministic=args.deterministic,
             precision=args.precision,
             jit_compile=args.jit_compile,
+            init_from=args.init_from,
         )
     except ValueError as e:
         print(f"python -m ph2_tf train: error: {e}", file=sys.stderr)

@@ -84,6 +84,10 @@ class TrainConfig:
             from. Off, a run writes only its config and log: the tuner's grid scores the final
             weights, and at full size each of those writes is about 0.4 GB (weights and AdamW
             slots) per epoch, beside epochs of about a second on an H200.
+        init_from: a `.keras` file (another run's `best.keras`) whose weights, BatchNorm
+            statistics included, start this run instead of a fresh initialisation: training
+            goes on for `epochs` more epochs with a fresh AdamW. Its model must be the one this
+            config builds. None: initialise from `seed`.
     """
 
     model: str = "unet"
@@ -104,6 +108,7 @@ class TrainConfig:
     precision: str = "float32"
     jit_compile: bool | None = None
     checkpoints: bool = True
+    init_from: str | None = None
 
     def __post_init__(self):
         self.validate()
@@ -156,6 +161,12 @@ class TrainConfig:
         check(self.augment in AUGMENTATIONS, "augment", f"one of {tuple(AUGMENTATIONS)}")
         check(isinstance(self.colour_constancy, bool), "colour_constancy", "True or False")
         check(isinstance(self.checkpoints, bool), "checkpoints", "True or False")
+        check(
+            self.init_from is None
+            or (str(self.init_from).endswith(".keras") and pathlib.Path(self.init_from).is_file()),
+            "init_from",
+            "None or an existing .keras file",
+        )
 
     def save(self, path):
         """Writes the config as JSON.
@@ -281,11 +292,30 @@ def build_and_compile(cfg):
         metrics=segmentation_metrics(),
         jit_compile="auto" if cfg.jit_compile is None else cfg.jit_compile and not multi_worker,
     )
+    if cfg.init_from:
+        _load_initial_weights(model, cfg.init_from)
     if multi_worker:
         _adapt_for_multi_worker(model, cfg.image_size)
     elif keras.backend.backend() == "tensorflow" and not in_strategy_scope:
         _build_training_state(model, cfg.image_size)
     return model
+
+
+def _load_initial_weights(model, path):
+    """Copies the weights of the model saved at `path` into `model`, which must match it."""
+    saved = keras.models.load_model(path, compile=False)
+    mismatch = [
+        f"{ours.path} {tuple(ours.shape)} against {tuple(theirs.shape)}"
+        for ours, theirs in zip(model.weights, saved.weights, strict=False)
+        if tuple(ours.shape) != tuple(theirs.shape)
+    ]
+    if len(model.weights) != len(saved.weights) or mismatch:
+        raise ValueError(
+            f"init_from {str(path)!r} holds a different model from the configured one: "
+            f"{len(saved.weights)} weights against {len(model.weights)}"
+            + (f"; first mismatch: {mismatch[0]}" if mismatch else "")
+        )
+    model.set_weights(saved.get_weights())
 
 
 def _build_training_state(model, image_size):

@@ -147,6 +147,45 @@ def test_config_written_with_the_old_xla_default_loads_as_auto(tmp_path):
     assert train.TrainConfig.load(tmp_path / "config.json").jit_compile is None
 
 
+def saved_tiny_model(tmp_path, seed, **overrides):
+    """Builds a tiny model from `seed`, moves its BatchNorm statistics, saves it as `.keras`."""
+    train.set_seeds(seed)
+    model = train.build_and_compile(train.TrainConfig(**{**TINY, **overrides}))
+    for weight in model.non_trainable_weights:  # not left at their initial zeros and ones
+        weight.assign(np.full(weight.shape, 0.5, dtype="float32"))
+    path = tmp_path / f"seed{seed}.keras"
+    model.save(path)
+    return model, path
+
+
+def test_init_from_starts_with_the_saved_weights(tmp_path):
+    saved, path = saved_tiny_model(tmp_path, seed=1)
+    train.set_seeds(2)
+    fresh = train.build_and_compile(train.TrainConfig(**TINY))
+    train.set_seeds(2)
+    warm = train.build_and_compile(train.TrainConfig(**TINY, init_from=str(path)))
+    assert len(warm.weights) == len(saved.weights)
+    for w_warm, w_saved in zip(warm.weights, saved.weights, strict=True):
+        np.testing.assert_array_equal(w_warm.numpy(), w_saved.numpy(), err_msg=w_warm.path)
+    assert not all(
+        np.array_equal(w_fresh.numpy(), w_saved.numpy())
+        for w_fresh, w_saved in zip(fresh.weights, saved.weights, strict=True)
+    )
+
+
+def test_init_from_refuses_another_model(tmp_path):
+    _, path = saved_tiny_model(tmp_path, seed=1, width=0.25)
+    with pytest.raises(ValueError, match=r"init_from '.*seed1\.keras' holds a different model"):
+        train.build_and_compile(train.TrainConfig(**TINY, init_from=str(path)))
+
+
+@pytest.mark.parametrize("name", ["missing.keras", "weights.npz"])
+def test_config_refuses_init_from_that_is_not_a_keras_file(tmp_path, name):
+    (tmp_path / "weights.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="^init_from must be None or an existing .keras file"):
+        train.TrainConfig(init_from=str(tmp_path / name))
+
+
 def test_first_fit_traces_the_training_step_once():
     import keras
 
