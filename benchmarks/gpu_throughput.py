@@ -9,6 +9,16 @@ JAX), makes a random batch on the device, and times `train_on_batch` after warm-
 first of which traces and compiles the step; its time is the table's "compile s"). Each step
 waits for its result (the returned loss is converted to a Python float).
 
+Under JAX each combination is timed a second way, as the PyTorch peer times itself: the compiled
+training step (`model.train_function`, the one `fit` runs) is called `--steps` times with the
+training state carried from step to step, and the device is waited for once, at the end
+(`queued_images_per_second`). `train_on_batch` pays per step what `fit` does not: it gathers
+every variable into the state and writes it back, and converts the logs to numpy, which waits
+for the device before the next step can be queued. With a step of 10-20 ms on a GPU, that is a
+share of the time that the peer, which queues its steps, does not pay. (`ph2_tf.train`'s check
+for a non-finite loss reads each step's loss, so training waits for each step too, but it does
+not gather and write back the variables.)
+
 Under JAX it turns JAX's persistent compilation cache on (`--compile-cache`), so that a second
 run skips XLA compilation. It imports no TensorFlow unless TensorFlow is the backend:
 
@@ -125,6 +135,14 @@ def measure(model_name, precision, batch_size, image_size, width, warmup_steps, 
         for _ in range(steps):
             loss = step()
         seconds = time.perf_counter() - start
+        queued = None
+        if keras.backend.backend() == "jax":
+            queued_seconds, queued_loss = time_queued_steps(model, images, masks, steps)
+            queued = {
+                "queued_step_ms": round(1000 * queued_seconds / steps, 3),
+                "queued_images_per_second": round(steps * batch_size / queued_seconds, 2),
+                "queued_loss": queued_loss,
+            }
         return {
             "model": model_name,
             "precision": precision,
@@ -137,6 +155,7 @@ def measure(model_name, precision, batch_size, image_size, width, warmup_steps, 
             "step_ms": round(1000 * seconds / steps, 3),
             "images_per_second": round(steps * batch_size / seconds, 2),
             "loss": loss,
+            **(queued or {}),
         }
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -145,19 +164,63 @@ def measure(model_name, precision, batch_size, image_size, width, warmup_steps, 
         gc.collect()
 
 
+def time_queued_steps(model, images, masks, steps):
+    """Seconds for `steps` compiled training steps queued back to back, as `fit` runs them.
+
+    JAX backend only. The state (the model's, the optimizer's and the metrics' variables) is
+    carried from step to step as `fit` carries it; only the end waits for the device. The final
+    state is written back into the variables, as `fit` does at its end (the compiled step may
+    donate the buffers it was given, so the variables must not keep the old ones).
+
+    Args:
+        model: a compiled Keras model that has run `train_on_batch` (so its step is compiled).
+        images: the batch's images, on the device.
+        masks: the batch's masks, on the device.
+        steps: how many steps to time.
+
+    Returns:
+        `(seconds, loss)`: the wall time of the steps, and the last step's loss.
+    """
+    import jax
+
+    groups = (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
+    state = tuple([v.value for v in group] for group in groups)
+    batch = (images, masks)
+    logs, state = model.train_function(state, iter([batch]))  # already compiled
+    jax.block_until_ready((logs, state))
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs, state = model.train_function(state, iter([batch]))
+    jax.block_until_ready((logs, state))
+    seconds = time.perf_counter() - start
+    for group, values in zip(groups, state, strict=True):
+        for variable, value in zip(group, values, strict=True):
+            variable.assign(value)
+    return seconds, float(logs["loss"])
+
+
 def print_row(row):
     xla = row["jit_compile"]
     print(
         f"{row['model']:<8} {row['precision']:<15} {row['batch_size']:>5} "
         f"{row['images_per_second']:>9.1f} {row['step_ms']:>9.2f} {row['compile_s']:>9.1f} "
-        f"{xla!s:>5} {row['loss']:>8.4f}",
+        f"{xla!s:>5} {row['loss']:>8.4f} {fmt_optional(row.get('queued_images_per_second')):>11}",
         flush=True,
     )
 
 
+def fmt_optional(value):
+    return "-" if value is None else f"{value:.1f}"
+
+
 HEADER = (
     f"{'model':<8} {'precision':<15} {'batch':>5} {'img/s':>9} {'step ms':>9} {'compile s':>9} "
-    f"{'xla':>5} {'loss':>8}"
+    f"{'xla':>5} {'loss':>8} {'queued/s':>11}"
 )
 
 

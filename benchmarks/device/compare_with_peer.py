@@ -9,7 +9,10 @@ object with `img_per_s` counts, so a peer run stopped before it wrote its file s
 
 Cells pair by model and batch size: our 'float32' with the peer's fp32 (amp off), our
 'mixed_bfloat16' with its bf16 autocast (with channels_last). Peer cells under torch.compile get
-their own columns. Imports neither TensorFlow nor Keras.
+their own columns. The ratios compare like with like: our steps queued and waited for once, as
+the peer times its own (`queued_images_per_second`, JAX only); where a run has no such number,
+our `train_on_batch` rate, which waits for every step, and the ratio is marked with `*`.
+Imports neither TensorFlow nor Keras.
 """
 
 import argparse
@@ -62,8 +65,8 @@ def fmt(value, digits=1):
     return MISSING if value is None else f"{value:.{digits}f}"
 
 
-def ratio(ours, theirs):
-    return MISSING if ours is None or not theirs else f"{ours / theirs:.2f}"
+def ratio(ours, theirs, mark=""):
+    return MISSING if ours is None or not theirs else f"{ours / theirs:.2f}{mark}"
 
 
 def peer_setting(record):
@@ -90,8 +93,9 @@ def table(ours, peer):
         f", {ours.get('recipe', {}).get('steps')} timed steps"
         + ("" if ours.get("complete") else " (INCOMPLETE run)"),
         "",
-        "| model | precision | batch | ours img/s | ours step ms | ours compile s "
-        "| peer setting | peer img/s | ours/peer | peer torch.compile img/s | ours/compiled |",
+        "| model | precision | batch | ours img/s, queued | ours img/s, train_on_batch "
+        "| ours compile s | peer setting | peer img/s | ours/peer | peer torch.compile img/s "
+        "| ours/compiled |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     used = set()
@@ -104,14 +108,17 @@ def table(ours, peer):
         eager = find_peer(peer, model, batch, is_bf16(precision), compiled=False)
         compiled = find_peer(peer, model, batch, is_bf16(precision), compiled=True)
         used.update(id(r) for r in (eager, compiled) if r is not None)
-        mine = result["images_per_second"] if result else None
+        queued = result and result.get("queued_images_per_second")
+        per_step = result and result["images_per_second"]
+        mine, mark = (queued, "") if queued else (per_step, "*")
+        against_eager = ratio(mine, eager and eager["img_per_s"], mark)
+        against_compiled = ratio(mine, compiled and compiled["img_per_s"], mark)
         lines.append(
-            f"| {model} | {precision} | {batch} | {fmt(mine) if result else 'FAILED'} "
-            f"| {fmt(result and result['step_ms'], 2)} | {fmt(result and result['compile_s'])} "
-            f"| {peer_setting(eager)} | {fmt(eager and eager['img_per_s'])} "
-            f"| {ratio(mine, eager and eager['img_per_s'])} "
-            f"| {fmt(compiled and compiled['img_per_s'])} "
-            f"| {ratio(mine, compiled and compiled['img_per_s'])} |"
+            f"| {model} | {precision} | {batch} | {fmt(queued) if result else 'FAILED'} "
+            f"| {fmt(per_step) if result else 'FAILED'} "
+            f"| {fmt(result and result['compile_s'])} "
+            f"| {peer_setting(eager)} | {fmt(eager and eager['img_per_s'])} | {against_eager} "
+            f"| {fmt(compiled and compiled['img_per_s'])} | {against_compiled} |"
         )
     for r in peer:
         if id(r) not in used:
@@ -120,6 +127,8 @@ def table(ours, peer):
                 f"| {MISSING} | {peer_setting(r)} | {fmt(r['img_per_s'])} | {MISSING} "
                 f"| {MISSING} | {MISSING} |"
             )
+    if any("* |" in line for line in lines):
+        lines += ["", "`*`: against our train_on_batch rate (no queued measurement in this run)."]
     return lines
 
 
