@@ -41,10 +41,12 @@ import sys
 import time
 import traceback
 
-# Run as a script from anywhere: the repository root holds the ph2_tf package.
+# Run as a script from anywhere: the repository root holds ph2_tf, this folder trace_summary.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
+import trace_summary  # noqa: E402  (beside this file)
 from keras import ops  # noqa: E402
 
 from ph2_tf import accelerators, provenance  # noqa: E402
@@ -84,7 +86,17 @@ def devices():
     return [provenance.device_description()]
 
 
-def measure(model_name, precision, batch_size, image_size, width, warmup_steps, steps, seed=0):
+def measure(
+    model_name,
+    precision,
+    batch_size,
+    image_size,
+    width,
+    warmup_steps,
+    steps,
+    seed=0,
+    profile_dir=None,
+):
     """Train one fresh model on one random batch; return its timings.
 
     Args:
@@ -96,6 +108,9 @@ def measure(model_name, precision, batch_size, image_size, width, warmup_steps, 
         warmup_steps: Untimed steps (at least 1; the first traces and compiles).
         steps: Timed steps.
         seed: Seed of the weights and the batch.
+        profile_dir: JAX only: after the timings, trace `steps` more queued steps with the JAX
+            profiler into this directory, and write `summary.json` and `summary.md` there
+            (`trace_summary.py`). The traced steps are not part of the timings.
 
     Returns:
         A JSON-serialisable dict: the settings, `params`, `jit_compile` (as Keras resolved it),
@@ -143,6 +158,8 @@ def measure(model_name, precision, batch_size, image_size, width, warmup_steps, 
                 "queued_images_per_second": round(steps * batch_size / queued_seconds, 2),
                 "queued_loss": queued_loss,
             }
+            if profile_dir:
+                profile_queued_steps(model, images, masks, steps, profile_dir)
         return {
             "model": model_name,
             "precision": precision,
@@ -190,7 +207,7 @@ def time_queued_steps(model, images, masks, steps):
         model.metrics_variables,
     )
     state = tuple([v.value for v in group] for group in groups)
-    batch = (images, masks)
+    batch = (images, masks, None)  # as train_on_batch passes it: the step compiled once
     logs, state = model.train_function(state, iter([batch]))  # already compiled
     jax.block_until_ready((logs, state))
     start = time.perf_counter()
@@ -202,6 +219,19 @@ def time_queued_steps(model, images, masks, steps):
         for variable, value in zip(group, values, strict=True):
             variable.assign(value)
     return seconds, float(logs["loss"])
+
+
+def profile_queued_steps(model, images, masks, steps, profile_dir):
+    """Traces queued steps with the JAX profiler and summarises where their time went."""
+    import jax
+
+    profile_dir = pathlib.Path(profile_dir)
+    with jax.profiler.trace(str(profile_dir), create_perfetto_trace=True):
+        time_queued_steps(model, images, masks, steps)
+    events, process_names = trace_summary.load_events(profile_dir)
+    summary = trace_summary.summarise(events, process_names)
+    (profile_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (profile_dir / "summary.md").write_text("\n".join(trace_summary.render(summary)) + "\n")
 
 
 def print_row(row):
@@ -242,6 +272,17 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results here (rewritten after each one)")
     parser.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="MODEL:PRECISION:BATCH",
+        help="JAX only: also trace this combination's queued steps (repeatable), e.g. "
+        "unet:mixed_bfloat16:12; needs --profile-dir",
+    )
+    parser.add_argument(
+        "--profile-dir", help="traces and their summaries go to <dir>/<model>-<precision>-b<batch>"
+    )
+    parser.add_argument(
         "--compile-cache",
         default=accelerators.DEFAULT_JAX_CACHE_DIR,
         help="JAX's persistent compilation cache directory (JAX backend only); '' turns it off",
@@ -251,6 +292,21 @@ def parse_args(argv=None):
         parser.error("--warmup-steps and --steps must be at least 1")
     if min(args.batch_sizes) < 1 or args.image_size < 8 or args.width <= 0:
         parser.error("batch sizes must be positive, --image-size at least 8, --width positive")
+    args.profile_cells = set()
+    for cell in args.profile:
+        model_name, _, rest = cell.partition(":")
+        precision, _, batch = rest.partition(":")
+        if model_name not in MODEL_NAMES or precision not in PRECISIONS or not batch.isdigit():
+            parser.error(
+                f"--profile takes MODEL:PRECISION:BATCH, e.g. unet:float32:12, not {cell!r}"
+            )
+        args.profile_cells.add((model_name, precision, int(batch)))
+    if args.profile_cells and not args.profile_dir:
+        parser.error("--profile needs --profile-dir")
+    if args.profile_cells and keras.backend.backend() != "jax":
+        parser.error(
+            f"--profile traces with the JAX profiler; the backend is {keras.backend.backend()}"
+        )
     return args
 
 
@@ -319,6 +375,12 @@ def main(argv=None):
                         args.warmup_steps,
                         args.steps,
                         args.seed,
+                        profile_dir=(
+                            pathlib.Path(args.profile_dir)
+                            / f"{model_name}-{precision}-b{batch_size}"
+                            if (model_name, precision, batch_size) in args.profile_cells
+                            else None
+                        ),
                     )
                 except Exception as error:  # e.g. out of device memory: go on with the others
                     traceback.print_exc()
