@@ -110,6 +110,12 @@ def build_parser():
         "model) and train --epochs more, with a fresh optimizer",
     )
     train.add_argument(
+        "--ema-momentum",
+        type=float,
+        help="validate, checkpoint and finish with a moving average of the weights that "
+        "each step updates with this momentum (e.g. 0.99); default: no averaging",
+    )
+    train.add_argument(
         "--out-dir", help="run directory (default results/<model>_<loss>_lr<lr>_e<epochs>)"
     )
     _add_data_args(train)
@@ -255,6 +261,7 @@ def run_train(args):
             precision=args.precision,
             jit_compile=args.jit_compile,
             init_from=args.init_from,
+            ema_momentum=args.ema_momentum,
         )
     except ValueError as e:
         print(f"python -m ph2_tf train: error: {e}", file=sys.stderr)

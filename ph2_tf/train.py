@@ -88,6 +88,10 @@ class TrainConfig:
             statistics included, start this run instead of a fresh initialisation: training
             goes on for `epochs` more epochs with a fresh AdamW. Its model must be the one this
             config builds. None: initialise from `seed`.
+        ema_momentum: keep an exponential moving average of the weights, updated after every
+            step with this momentum (Polyak averaging; 0.99 averages about the last 100 steps).
+            Validation, `best.keras` and the weights `train` returns are the average; training
+            and the per-epoch backup go on with the raw weights. None: no averaging.
     """
 
     model: str = "unet"
@@ -109,6 +113,7 @@ class TrainConfig:
     jit_compile: bool | None = None
     checkpoints: bool = True
     init_from: str | None = None
+    ema_momentum: float | None = None
 
     def __post_init__(self):
         self.validate()
@@ -166,6 +171,12 @@ class TrainConfig:
             or (str(self.init_from).endswith(".keras") and pathlib.Path(self.init_from).is_file()),
             "init_from",
             "None or an existing .keras file",
+        )
+        check(
+            self.ema_momentum is None
+            or (positive_number(self.ema_momentum) and self.ema_momentum < 1),
+            "ema_momentum",
+            "None or a number in (0, 1)",
         )
 
     def save(self, path):
@@ -286,7 +297,10 @@ def build_and_compile(cfg):
         in_strategy_scope = tf.distribute.has_strategy()
     model.compile(
         optimizer=keras.optimizers.AdamW(
-            learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            use_ema=cfg.ema_momentum is not None,
+            ema_momentum=cfg.ema_momentum or 0.99,  # Keras' default; unused without use_ema
         ),
         loss=get_loss(cfg.loss),
         metrics=segmentation_metrics(),
@@ -498,6 +512,26 @@ class StopOnNonFinite(keras.callbacks.Callback):
             raise TrainingDivergedError(f"the training loss of epoch {epoch + 1} is {loss}")
 
 
+class AveragedWeightsCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` that saves the optimizer's moving average of the weights.
+
+    With `use_ema`, `keras.callbacks.SwapEMAWeights` makes validation score the averaged
+    weights, so the checkpoint chosen by `val_jaccard` must hold them too. They are swapped in
+    only while it saves: training and `BackupAndRestore` keep the raw weights, and the optimizer
+    its average, so a resumed run goes on where it stopped.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        variables = self.model.trainable_variables
+        raw = [keras.ops.convert_to_numpy(v.value) for v in variables]
+        self.model.optimizer.finalize_variable_values(variables)
+        try:
+            super().on_epoch_end(epoch, logs)
+        finally:
+            for variable, value in zip(variables, raw, strict=True):
+                variable.assign(value)
+
+
 def _best_logged(out_dir, monitor):
     """Best (max) value of `monitor` in an existing run log, or None."""
     return max(read_log(out_dir).get(monitor, []), default=None)
@@ -516,7 +550,8 @@ def make_callbacks(cfg, out_dir):
             (`BackupAndRestore`: a killed run resumes at its next epoch), `log.csv` (`EpochLog`),
             and `tensorboard/` (only on the TensorFlow backend, whose summary ops Keras' callback
             uses, and when the `tensorboard` package is installed: TensorFlow >= 2.20 no longer
-            installs it).
+            installs it). With `cfg.ema_momentum`, validation and `best.keras` use the averaged
+            weights (`SwapEMAWeights`, `AveragedWeightsCheckpoint`).
 
     Returns:
         A list of Keras callbacks.
@@ -524,10 +559,12 @@ def make_callbacks(cfg, out_dir):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [StopOnNonFinite(), EpochLog(out_dir)]
+    averaged = cfg.ema_momentum is not None
     if cfg.checkpoints:
+        checkpoint = AveragedWeightsCheckpoint if averaged else keras.callbacks.ModelCheckpoint
         callbacks += [
             keras.callbacks.BackupAndRestore(backup_dir=str(out_dir / "backup")),
-            keras.callbacks.ModelCheckpoint(
+            checkpoint(
                 str(out_dir / BEST_MODEL_FILE),
                 monitor=MONITOR,
                 mode="max",
@@ -536,6 +573,8 @@ def make_callbacks(cfg, out_dir):
                 initial_value_threshold=_best_logged(out_dir, MONITOR),
             ),
         ]
+    if averaged:
+        callbacks.append(keras.callbacks.SwapEMAWeights())
     # Keras' TensorBoard callback writes through tf.summary, so only on TensorFlow.
     if keras.backend.backend() == "tensorflow":
         if importlib.util.find_spec("tensorboard") is None:
@@ -613,7 +652,8 @@ def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
         verbose: Keras `fit` verbosity.
 
     Returns:
-        `(model, history)`: the model after the last epoch, and the run's whole per-epoch history
+        `(model, history)`: the model after the last epoch (its averaged weights with
+            `cfg.ema_momentum`), and the run's whole per-epoch history
         (`read_log`: every epoch once, including those before a resume).
 
     Raises:

@@ -89,6 +89,18 @@ def test_make_callbacks_lists_the_required_callbacks(tmp_path):
     assert checkpoint.save_best_only
 
 
+def test_make_callbacks_with_weight_averaging_validates_and_saves_the_average(tmp_path):
+    callbacks = train.make_callbacks(train.TrainConfig(ema_momentum=0.99), tmp_path / "run")
+    names = [type(c).__name__ for c in callbacks]
+    assert names[:4] == [
+        "StopOnNonFinite",
+        "EpochLog",
+        "BackupAndRestore",
+        "AveragedWeightsCheckpoint",
+    ]
+    assert "SwapEMAWeights" in names
+
+
 @pytest.mark.filterwarnings("ignore:tensorboard is not installed")
 def test_make_callbacks_without_checkpoints_writes_no_model(tmp_path):
     callbacks = train.make_callbacks(train.TrainConfig(checkpoints=False), tmp_path / "run")
@@ -127,6 +139,9 @@ def test_default_config_is_the_small_profile():
         ("batch_size", 0),
         ("weight_decay", -0.1),
         ("seed", -1),
+        ("ema_momentum", 0.0),
+        ("ema_momentum", 1.0),
+        ("ema_momentum", "0.99"),
     ],
 )
 def test_config_refuses_invalid_values(field, value):
@@ -291,3 +306,42 @@ def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
         if key != train.EPOCH_SECONDS:
             assert resumed_log[key][:2] == whole_log[key][:2], key
     assert len(resumed_log["loss"]) == len(whole_log["loss"]) == 3
+
+
+def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(ph2_dummy, tmp_path):
+    import keras
+
+    from ph2_tf import data
+    from ph2_tf.losses import get_loss
+
+    # Batches of 2: three steps per epoch, so the average differs from the last weights.
+    runs = {}
+    for name, momentum in (("plain", None), ("averaged", 0.5)):
+        cfg = tiny_config(ph2_dummy, tmp_path / name, batch_size=2, ema_momentum=momentum)
+        weights = np.load(run_training(cfg, tmp_path, name)[1])
+        runs[name] = (cfg, train.read_log(tmp_path / name), weights)
+    (_, plain_log, plain_weights), (cfg, averaged_log, averaged_weights) = runs.values()
+
+    # The raw weights follow the same path: the training loss is the same.
+    assert averaged_log["loss"] == plain_log["loss"]
+    assert averaged_log["val_loss"] != plain_log["val_loss"]
+
+    # best.keras holds the averaged weights that were validated and that `train` returned.
+    best = keras.models.load_model(tmp_path / "averaged" / train.BEST_MODEL_FILE, compile=False)
+    for saved, returned in zip(best.get_weights(), averaged_weights.values(), strict=True):
+        np.testing.assert_array_equal(saved, returned)
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(averaged_weights.values(), plain_weights.values(), strict=True)
+    )
+    best.compile(loss=get_loss(cfg.loss))
+    validation = data.load_split(
+        "validation",
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        data_dir=cfg.data_dir,
+        manual_dir=cfg.manual_dir,
+    )
+    np.testing.assert_allclose(
+        best.evaluate(validation, verbose=0), averaged_log["val_loss"][0], rtol=1e-5
+    )
