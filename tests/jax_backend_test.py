@@ -21,13 +21,14 @@ TINY = ["--image-size", "32", "--width", "0.125", "--batch-size", "4"]
 
 @pytest.fixture(scope="module")
 def jax_run(ph2_prepared, tmp_path_factory):
-    """`python -m ph2_tf train` on JAX for 2 epochs (augmented, with colour constancy), plus its
-    predictions on a fixed batch."""
+    """`python -m ph2_tf train` on JAX for 2 epochs (augmented, with colour constancy and weight
+    averaging), plus its predictions on a fixed batch."""
     tmp_path = tmp_path_factory.mktemp("jax_run")
     run_dir = tmp_path / "run"
     run_without_tensorflow(
         ["-m", "ph2_tf", "train", "--epochs", "2", *TINY, "--data-dir", ph2_prepared]
-        + ["--augment", "all", "--colour-constancy", "--out-dir", run_dir]
+        + ["--augment", "all", "--colour-constancy", "--ema-momentum", "0.9"]
+        + ["--out-dir", run_dir]
     )
     predictions = tmp_path / "predictions.npz"
     code = (
@@ -53,6 +54,7 @@ def test_train_on_jax_writes_a_complete_run(jax_run):
     assert history["epoch"] == [0, 1] and all(np.isfinite(history["loss"]))
     cfg = train.TrainConfig.load(run_dir / train.CONFIG_FILE)
     assert (cfg.image_size, cfg.augment, cfg.colour_constancy) == (32, "all", True)
+    assert cfg.ema_momentum == 0.9
     assert not (run_dir / "tensorboard").exists()  # Keras' callback needs TensorFlow
 
 
