@@ -18,7 +18,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 : "${OUT:?OUT must name the folder for the results}"
 
-# model loss learning-rate epochs augmentation [seed, default 0], one candidate per line. The
+# model loss learning-rate epochs augmentation [seed, default 0] [weight-averaging momentum,
+# default none: `train --ema-momentum`], one candidate per line. The
 # default: other seeds of version 3's UNet recipe (is its ISIC score the recipe's or the seed's?)
 # and version 3's SegNet recipe trained longer (it was still improving at epoch 98 of 100).
 # Version 3 came from "unet bce 1e-4 150 none|all" and "segnet soft_bce 1e-4 100 none|all".
@@ -32,18 +33,23 @@ DATA_DIR=${DATA_DIR:-.device_data}
 V2_WORK=${V2_WORK:-/tmp/v2}
 
 run() {
-  local start=$SECONDS names=() pids=() model loss lr epochs augment seed name
+  local start=$SECONDS names=() pids=() model loss lr epochs augment seed ema name ema_args
   export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false
   mkdir -p "$V2_WORK"
-  while read -r model loss lr epochs augment seed; do
+  while read -r model loss lr epochs augment seed ema; do
     seed=${seed:-0}
     name="$model-$loss-lr$lr-e$epochs-augment_$augment-colour_constancy"
     [ "$seed" = 0 ] || name+="-seed$seed"
+    ema_args=()
+    if [ -n "$ema" ]; then
+      name+="-ema$ema"
+      ema_args=(--ema-momentum "$ema")
+    fi
     echo "== $(date -u +%H:%M:%S) $name"
     # shellcheck disable=SC2086  # V2_ARGS is a list of options
     timeout "$V2_TIMEOUT" python3 -m ph2_tf train --profile compact --model "$model" \
       --loss "$loss" --lr "$lr" --epochs "$epochs" --augment "$augment" --seed "$seed" \
-      --colour-constancy --data-dir "$DATA_DIR" --out-dir "$V2_WORK/$name" $V2_ARGS \
+      --colour-constancy "${ema_args[@]}" --data-dir "$DATA_DIR" --out-dir "$V2_WORK/$name" $V2_ARGS \
       > "$V2_WORK/$name.out" 2>&1 &
     names+=("$name")
     pids+=($!)
