@@ -512,24 +512,55 @@ class StopOnNonFinite(keras.callbacks.Callback):
             raise TrainingDivergedError(f"the training loss of epoch {epoch + 1} is {loss}")
 
 
-class AveragedWeightsCheckpoint(keras.callbacks.ModelCheckpoint):
-    """`ModelCheckpoint` that saves the optimizer's moving average of the weights.
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Puts the optimizer's moving average of the weights (`use_ema`) into `model` for a while.
 
-    With `use_ema`, `keras.callbacks.SwapEMAWeights` makes validation score the averaged
-    weights, so the checkpoint chosen by `val_jaccard` must hold them too. They are swapped in
-    only while it saves: training and `BackupAndRestore` keep the raw weights, and the optimizer
-    its average, so a resumed run goes on where it stopped.
+    On exit the raw weights come back bit for bit and the average is untouched. (Keras'
+    `SwapEMAWeights` swaps by adding and subtracting on TensorFlow, which rounds the raw weights
+    each time it validates, so training would drift from a run without averaging.)
+
+    Args:
+        model: a model compiled with an optimizer built with `use_ema=True`.
+    """
+    variables = model.trainable_variables
+    raw = [keras.ops.convert_to_numpy(v.value) for v in variables]
+    model.optimizer.finalize_variable_values(variables)
+    # On JAX that makes each variable share its average's buffer, which the next jitted step
+    # donates (deletes) with the variable: give each a copy of its own.
+    for variable in variables:
+        variable.assign(np.copy(keras.ops.convert_to_numpy(variable.value)))
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, raw, strict=True):
+            variable.assign(value)
+
+
+class ValidateAveragedWeights(keras.callbacks.Callback):
+    """Validates the moving average of the weights instead of the raw weights."""
+
+    def __init__(self):
+        super().__init__()
+        self._swapped = contextlib.ExitStack()
+
+    def on_test_begin(self, logs=None):
+        self._swapped.enter_context(averaged_weights(self.model))
+
+    def on_test_end(self, logs=None):
+        self._swapped.close()
+
+
+class AveragedWeightsCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` that saves the moving average of the weights, which validation scored.
+
+    Only the checkpoint holds the average: training and `BackupAndRestore` keep the raw weights,
+    and the optimizer its average, so a resumed run goes on where it stopped.
     """
 
     def on_epoch_end(self, epoch, logs=None):
-        variables = self.model.trainable_variables
-        raw = [keras.ops.convert_to_numpy(v.value) for v in variables]
-        self.model.optimizer.finalize_variable_values(variables)
-        try:
+        with averaged_weights(self.model):
             super().on_epoch_end(epoch, logs)
-        finally:
-            for variable, value in zip(variables, raw, strict=True):
-                variable.assign(value)
 
 
 def _best_logged(out_dir, monitor):
@@ -551,7 +582,7 @@ def make_callbacks(cfg, out_dir):
             and `tensorboard/` (only on the TensorFlow backend, whose summary ops Keras' callback
             uses, and when the `tensorboard` package is installed: TensorFlow >= 2.20 no longer
             installs it). With `cfg.ema_momentum`, validation and `best.keras` use the averaged
-            weights (`SwapEMAWeights`, `AveragedWeightsCheckpoint`).
+            weights (`ValidateAveragedWeights`, `AveragedWeightsCheckpoint`).
 
     Returns:
         A list of Keras callbacks.
@@ -574,7 +605,7 @@ def make_callbacks(cfg, out_dir):
             ),
         ]
     if averaged:
-        callbacks.append(keras.callbacks.SwapEMAWeights())
+        callbacks.append(ValidateAveragedWeights())
     # Keras' TensorBoard callback writes through tf.summary, so only on TensorFlow.
     if keras.backend.backend() == "tensorflow":
         if importlib.util.find_spec("tensorboard") is None:

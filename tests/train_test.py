@@ -98,7 +98,7 @@ def test_make_callbacks_with_weight_averaging_validates_and_saves_the_average(tm
         "BackupAndRestore",
         "AveragedWeightsCheckpoint",
     ]
-    assert "SwapEMAWeights" in names
+    assert "ValidateAveragedWeights" in names
 
 
 @pytest.mark.filterwarnings("ignore:tensorboard is not installed")
@@ -314,26 +314,26 @@ def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(p
     from ph2_tf import data
     from ph2_tf.losses import get_loss
 
-    # Batches of 2: three steps per epoch, so the average differs from the last weights.
+    # Batches of 2: three steps per epoch, so the average differs from the last weights; three
+    # epochs, so validation runs between epochs.
     runs = {}
     for name, momentum in (("plain", None), ("averaged", 0.5)):
-        cfg = tiny_config(ph2_dummy, tmp_path / name, batch_size=2, ema_momentum=momentum)
+        cfg = tiny_config(ph2_dummy, tmp_path / name, epochs=3, batch_size=2, ema_momentum=momentum)
         weights = np.load(run_training(cfg, tmp_path, name)[1])
         runs[name] = (cfg, train.read_log(tmp_path / name), weights)
     (_, plain_log, plain_weights), (cfg, averaged_log, averaged_weights) = runs.values()
 
-    # The raw weights follow the same path: the training loss is the same.
+    # Validating and saving the average leaves the raw weights exactly as they were: the
+    # training loss is the same, epoch after epoch.
     assert averaged_log["loss"] == plain_log["loss"]
     assert averaged_log["val_loss"] != plain_log["val_loss"]
-
-    # best.keras holds the averaged weights that were validated and that `train` returned.
-    best = keras.models.load_model(tmp_path / "averaged" / train.BEST_MODEL_FILE, compile=False)
-    for saved, returned in zip(best.get_weights(), averaged_weights.values(), strict=True):
-        np.testing.assert_array_equal(saved, returned)
     assert any(
         not np.array_equal(a, b)
         for a, b in zip(averaged_weights.values(), plain_weights.values(), strict=True)
     )
+
+    # best.keras holds the averaged weights that validation scored at the best epoch.
+    best = keras.models.load_model(tmp_path / "averaged" / train.BEST_MODEL_FILE, compile=False)
     best.compile(loss=get_loss(cfg.loss))
     validation = data.load_split(
         "validation",
@@ -342,6 +342,34 @@ def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(p
         data_dir=cfg.data_dir,
         manual_dir=cfg.manual_dir,
     )
+    best_epoch = int(np.argmax(averaged_log["val_jaccard"]))
     np.testing.assert_allclose(
-        best.evaluate(validation, verbose=0), averaged_log["val_loss"][0], rtol=1e-5
+        best.evaluate(validation, verbose=0), averaged_log["val_loss"][best_epoch], rtol=1e-5
     )
+
+
+def test_validation_sees_the_moving_average_and_training_gets_its_weights_back_exactly():
+    train.set_seeds(0)
+    momentum = 0.5
+    model = train.build_and_compile(train.TrainConfig(**TINY, ema_momentum=momentum))
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 32, 32, 3), dtype="float32")
+    masks = (rng.random((2, 32, 32, 1)) > 0.5).astype("float32")
+    steps = []
+    for _ in range(3):
+        model.train_on_batch(images, masks)
+        steps.append([v.numpy() for v in model.trainable_variables])
+    expected = steps[0]  # the first step starts the average
+    for weights in steps[1:]:
+        expected = [
+            momentum * a + (1 - momentum) * w for a, w in zip(expected, weights, strict=True)
+        ]
+
+    callback = train.ValidateAveragedWeights()
+    callback.set_model(model)
+    callback.on_test_begin()
+    for variable, average in zip(model.trainable_variables, expected, strict=True):
+        np.testing.assert_allclose(variable.numpy(), average, rtol=1e-5, atol=1e-7)
+    callback.on_test_end()
+    for variable, raw in zip(model.trainable_variables, steps[-1], strict=True):
+        np.testing.assert_array_equal(variable.numpy(), raw, err_msg=variable.path)
