@@ -21,12 +21,13 @@ cd "$(dirname "$0")/../.." || exit 1
 # model loss learning-rate epochs augmentation [seed, default 0] [weight-averaging momentum,
 # default none: `train --ema-momentum`], one candidate per line. The
 # default: other seeds of version 3's UNet recipe (is its ISIC score the recipe's or the seed's?)
-# and version 3's SegNet recipe trained longer (it was still improving at epoch 98 of 100).
+# and version 3's SegNet recipe trained longer (it was still improving at epoch 98 of 100),
+# with the weight averaging that steadied version 5's validation on the CPU.
 # Version 3 came from "unet bce 1e-4 150 none|all" and "segnet soft_bce 1e-4 100 none|all".
 CANDIDATES=${CANDIDATES:-"unet bce 1e-4 150 none 1
 unet bce 1e-4 150 none 2
-segnet soft_bce 1e-4 200 all 0
-segnet soft_bce 1e-4 200 all 1"}
+segnet soft_bce 1e-4 200 all 0 0.99
+segnet soft_bce 1e-4 200 all 1 0.99"}
 V2_TIMEOUT=${V2_TIMEOUT:-500}   # seconds; a candidate stopped here keeps its best epoch so far
 V2_ARGS=${V2_ARGS:-}            # appended to every `train`, e.g. for a small CPU dry run
 DATA_DIR=${DATA_DIR:-.device_data}
