@@ -46,7 +46,7 @@ def test_flips_apply_the_same_symmetry_to_image_and_mask():
     assert seen == set(range(8))
 
 
-@pytest.mark.parametrize("name", ["geometric", "all", "all_vignette"])
+@pytest.mark.parametrize("name", ["geometric", "all", "all_vignette", "all_wide_zoom"])
 def test_geometric_transforms_keep_image_and_mask_aligned(name):
     image, mask = lesion_example()
     outputs = [AUGMENTATIONS[name](image, mask, np.random.default_rng(seed)) for seed in range(12)]
@@ -60,6 +60,24 @@ def test_geometric_transforms_keep_image_and_mask_aligned(name):
         threshold = (red[lesion].mean() + red[~lesion].mean()) / 2
         assert np.mean((red > threshold) == lesion) > 0.95
     assert len({new_mask.tobytes() for _, new_mask in outputs}) > 6
+
+
+def test_wide_zoom_shrinks_and_grows_the_lesion_much_more_than_the_default_zoom():
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    disc = ((yy - SIZE / 2) ** 2 + (xx - SIZE / 2) ** 2 < 36)[..., None].astype(np.float32)
+    image = np.repeat(disc * 0.8 + 0.1, 3, axis=-1)
+
+    def area_ratios(name):
+        areas = [
+            AUGMENTATIONS[name](image, disc, np.random.default_rng(seed))[1].sum()
+            for seed in range(40)
+        ]
+        return min(areas) / disc.sum(), max(areas) / disc.sum()
+
+    smallest, largest = area_ratios("all")
+    assert smallest > 0.6 and largest < 1.5  # scale in [0.85, 1.15]: area in [0.72, 1.32]
+    smallest, largest = area_ratios("all_wide_zoom")
+    assert smallest < 0.45 and largest > 1.8  # scale in [0.5, 1.5]: area in [0.25, 2.25]
 
 
 def test_photometric_never_touches_the_mask_or_the_geometry():
