@@ -259,11 +259,17 @@ def test_mirrored_step_matches_single_device(tmp_path):
     run_python([SCRIPTS_DIR / "mirrored_step.py", result_path])
     result = json.loads(result_path.read_text())
     assert result["replicas"] == 2
-    for optimizer in ("adamw", "sgd"):
-        step = result[optimizer]
+    for case in ("adamw", "sgd", "adamw_ema"):
+        step = result[case]
         assert step["loss_mirrored"] == pytest.approx(step["loss_single"], rel=1e-5)
-        assert step["max_weight_change"] > 1e-4  # the step did move the weights
+        assert step["max_weight_change"] > 1e-4  # the steps did move the weights
         assert step["max_weight_diff"] < 1e-3 * step["max_weight_change"]
+    # The moving average under MirroredStrategy: the same as on one device, not the last
+    # weights, and the raw weights swapped back exactly after validation's swap.
+    averaged = result["adamw_ema"]
+    assert averaged["max_average_from_weights"] > 1e-5
+    assert averaged["max_average_diff"] < 1e-3 * averaged["max_average_from_weights"]
+    assert averaged["restored_exactly"] == {"single": True, "mirrored": True}
 
 
 def test_cpu_training_is_reproducible(ph2_dummy, tmp_path):
