@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO_ROOT, SCRIPTS_DIR, subprocess_env
 
 from ph2_tf import train
@@ -25,7 +26,9 @@ def free_ports(count):
             s.close()
 
 
-def test_two_workers_finish_an_epoch_with_equal_weights(ph2_dummy, tmp_path):
+# Also with a moving average of the weights, which each worker swaps in to validate and save.
+@pytest.mark.parametrize("ema_momentum", [None, 0.9])
+def test_two_workers_finish_an_epoch_with_equal_weights(ph2_dummy, tmp_path, ema_momentum):
     cfg = train.TrainConfig(
         model="unet",
         loss="bce",
@@ -36,6 +39,7 @@ def test_two_workers_finish_an_epoch_with_equal_weights(ph2_dummy, tmp_path):
         data_dir=ph2_dummy.data_dir,
         manual_dir=ph2_dummy.manual_dir,
         out_dir=str(tmp_path / "run"),
+        ema_momentum=ema_momentum,
     )
     cfg.save(tmp_path / "config.json")
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(NUM_WORKERS)]}
@@ -68,8 +72,11 @@ def test_two_workers_finish_an_epoch_with_equal_weights(ph2_dummy, tmp_path):
         assert worker.returncode == 0, output
 
     chief_dir = tmp_path / "run"
-    for log in (chief_dir / train.LOG_FILE, chief_dir / "worker_1" / train.LOG_FILE):
-        assert log.read_text().splitlines()[1].startswith("0,")  # epoch 0 finished and logged
+    logs = [train.read_log(chief_dir), train.read_log(chief_dir / "worker_1")]
+    for log in logs:
+        assert log["epoch"] == [0]  # epoch 0 finished and logged
+    assert logs[0]["val_loss"] == pytest.approx(logs[1]["val_loss"], rel=1e-6)
+    assert (chief_dir / train.BEST_MODEL_FILE).exists()
     first, second = (np.load(tmp_path / f"weights_{i}.npz") for i in range(NUM_WORKERS))
     for key in first.files:
         np.testing.assert_allclose(first[key], second[key], rtol=0, atol=1e-6)
