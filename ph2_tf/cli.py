@@ -196,6 +196,12 @@ def build_parser():
         "3x the time; see results/postprocessing/)",
     )
     predict.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="keep only the largest lesion in the mask and fill its holes (after the "
+        "threshold; ph2_tf.postprocessing; see results/postprocessing/)",
+    )
+    predict.add_argument(
         "inputs",
         nargs="+",
         metavar="IMAGE_OR_FOLDER",
@@ -401,7 +407,7 @@ def _plan_outputs(inputs, out_dir):
     return plan, failures
 
 
-def _predict_image(serve, source, stem, threshold, write_probabilities):
+def _predict_image(serve, source, stem, threshold, write_probabilities, largest_component):
     """Predicts one image with the serving signature and writes its outputs.
 
     Args:
@@ -411,6 +417,7 @@ def _predict_image(serve, source, stem, threshold, write_probabilities):
         threshold: probability at or above which a pixel is lesion; None uses the signature's
             `mask` (the threshold the model was exported with).
         write_probabilities: also write the 16-bit probability map.
+        largest_component: keep only the mask's largest component, its holes filled.
 
     Returns:
         `(lesion fraction, paths written)`.
@@ -424,6 +431,7 @@ def _predict_image(serve, source, stem, threshold, write_probabilities):
     from PIL import Image
 
     from ph2_tf.export import INPUT_NAME
+    from ph2_tf.postprocessing import largest_component_filled
     from tfds_ph2.ph2.image_reading import read_image
 
     image = read_image(source)
@@ -433,6 +441,8 @@ def _predict_image(serve, source, stem, threshold, write_probabilities):
         mask = outputs["mask"].numpy()[0, ..., 0] > 0
     else:
         mask = probabilities >= threshold
+    if largest_component:
+        mask = largest_component_filled(mask)
     overlay = image.astype(np.float32)
     overlay[mask] = (1 - OVERLAY_ALPHA) * overlay[mask] + OVERLAY_ALPHA * np.array(
         OVERLAY_COLOUR, np.float32
@@ -507,6 +517,7 @@ def run_predict(args):
                     stem=stem,
                     threshold=args.threshold,
                     write_probabilities=args.probabilities,
+                    largest_component=args.largest_component,
                 )
             except ImageReadError as e:
                 message = str(e)

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from conftest import run_python
 from PIL import Image
+from scipy import ndimage
 
 from ph2_tf import cli, export
 from ph2_tf.models import build_model
@@ -259,3 +260,28 @@ def test_flip_tta_on_a_saved_model_without_it_is_one_error(tmp_path, capsys):
     )  # fmt: skip
     assert status == 2 and len(err) == 1
     assert "has no 'serving_flip_tta' signature (exported before it existed)" in err[0]
+
+
+def test_largest_component_keeps_one_filled_lesion(saved_model, probabilities, tmp_path, capsys):
+    path = _save(RGB, tmp_path / "a.png")
+    expected = probabilities(RGB)
+    # A threshold that leaves the untrained model's noisy map in several pieces.
+    threshold = float(np.quantile(expected, 0.7))
+    args = ["--saved-model", saved_model, "--threshold", repr(threshold), path]
+    status, _, err = _predict(capsys, "--output-dir", tmp_path / "plain", *args)
+    assert status == 0, err
+    status, _, err = _predict(
+        capsys, "--output-dir", tmp_path / "largest", "--largest-component", *args
+    )
+    assert status == 0, err
+
+    plain = _read(tmp_path / "plain" / "a.png.mask.png") > 0
+    largest = _read(tmp_path / "largest" / "a.png.mask.png") > 0
+    assert ndimage.label(plain, np.ones((3, 3)))[1] > 1  # the case is not trivial
+    labels, count = ndimage.label(largest, np.ones((3, 3)))
+    assert count == 1
+    assert not ndimage.binary_fill_holes(largest)[~largest].any()  # no holes left
+    # The kept lesion is the plain mask's largest piece, plus only its holes.
+    plain_labels = ndimage.label(plain, np.ones((3, 3)))[0]
+    biggest = np.argmax(np.bincount(plain_labels.ravel())[1:]) + 1
+    np.testing.assert_array_equal(largest & plain, plain_labels == biggest)

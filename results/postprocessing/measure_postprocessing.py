@@ -26,23 +26,13 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from scipy import ndimage
-from skimage import measure
 
 from ph2_tf import external
 from ph2_tf.metrics import compute_metrics
+from ph2_tf.postprocessing import largest_component_filled
 
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "external" / "isic2017-dev"
 VARIANTS = ("plain", "lcc+fill", "flip TTA", "flip TTA + lcc+fill")
-
-
-def largest_component_filled(mask):
-    """The largest 8-connected component of a bool mask, with its holes filled."""
-    labels = measure.label(mask, connectivity=2)
-    if labels.max() == 0:
-        return mask
-    largest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    return ndimage.binary_fill_holes(largest)
 
 
 def predict(serve, image, variant):
