@@ -5,13 +5,15 @@ the same seed gives the same augmented example on every Keras backend: the `tf.d
 calls it through `tf.numpy_function`, the numpy pipeline (`ph2_tf.arrays.Batches`) directly.
 
 What it aims at is images from other clinics and cameras: other framings (geometric: the eight
-symmetries of the square, small rotations, zoom), other optics and white balance (photometric:
-brightness, contrast, saturation, hue, gamma, blur, a per-channel colour cast, dark corners).
-The named presets in `AUGMENTATIONS` are what `--augment` accepts and what
-`results/augmentation/` measured. Masks follow the geometric transforms (nearest neighbour)
-and are never touched by the photometric ones.
+symmetries of the square, small rotations, zoom), other things in the frame (artefacts: colour
+calibration stickers beside the lesion, skin-marker ink circling it or marking the skin), other
+optics and white balance (photometric: brightness, contrast, saturation, hue, gamma, blur, a
+per-channel colour cast, dark corners). The named presets in `AUGMENTATIONS` are what
+`--augment` accepts and what `results/augmentation/` measured. Masks follow the geometric
+transforms (nearest neighbour) and are never touched by the artefacts or the photometric ones.
 """
 
+import colorsys
 import concurrent.futures
 import dataclasses
 import os
@@ -46,6 +48,12 @@ class Augmentation:
             rescaled to a mean of 1 (another illuminant or white balance).
         vignette: largest darkening of the corners (intensities times `1 - v * r^2`, with `r`
             the distance from the centre, 1 at the corners, and `v` uniform in `[0, vignette]`).
+        sticker: probability of a colour calibration sticker: an opaque disc of a random
+            colour, its radius 8-20 % of the side, placed where it covers no lesion (none if 20
+            random places all would). Drawn after the geometric transforms, before the
+            photometric ones, which then change its colour as the skin's.
+        ink: probability of skin-marker ink: a partly open ring around the lesion, sometimes
+            with a few short strokes beside it, in purple, blue or black.
 
     Example:
 
@@ -66,6 +74,8 @@ class Augmentation:
     blur: float = 0.0
     colour_cast: float = 0.0
     vignette: float = 0.0
+    sticker: float = 0.0
+    ink: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -73,9 +83,14 @@ class Augmentation:
             if field.name == "flips":
                 if not isinstance(value, bool):
                     raise ValueError(f"flips must be True or False, received {value!r}")
-            elif not (isinstance(value, (int, float)) and not isinstance(value, bool)) or not (
-                0 <= value < _UPPER_BOUNDS.get(field.name, np.inf)
-            ):
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if field.name in _PROBABILITIES:
+                if not (number and 0 <= value <= 1):
+                    raise ValueError(
+                        f"{field.name} must be a probability in [0, 1], received {value!r}"
+                    )
+            elif not number or not (0 <= value < _UPPER_BOUNDS.get(field.name, np.inf)):
                 bound = _UPPER_BOUNDS.get(field.name)
                 expected = f"in [0, {bound})" if bound else "a finite number >= 0"
                 raise ValueError(f"{field.name} must be {expected}, received {value!r}")
@@ -101,6 +116,7 @@ class Augmentation:
         if mask.shape != image.shape[:2] + (1,):
             raise ValueError(f"mask must be {image.shape[:2] + (1,)}, received {mask.shape}")
         image, mask = self._geometric(np.asarray(image, "float32"), np.asarray(mask), rng)
+        image = self._artefacts(image, mask[..., 0] > 0.5, rng)
         return self._photometric(image, rng), mask.astype("float32")
 
     def _geometric(self, image, mask, rng):
@@ -126,6 +142,15 @@ class Augmentation:
             image = np.stack([warp(image[..., c], 1) for c in range(3)], axis=-1)
             mask = warp(mask[..., 0], 0)[..., None]
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+    def _artefacts(self, image, lesion, rng):
+        # Each probability is drawn only when it is on, so that adding these fields left the
+        # other presets' random streams, and so their augmented examples, as they were.
+        if self.sticker and rng.uniform() < self.sticker:
+            image = _add_sticker(image, lesion, rng)
+        if self.ink and rng.uniform() < self.ink:
+            image = _add_ink(image, lesion, rng)
+        return image
 
     def _photometric(self, image, rng):
         colours = np.eye(3, dtype="float32")
@@ -173,6 +198,70 @@ def _vignette(size, strength):
     return 1 - strength * squared_radius
 
 
+# Skin-marker inks, RGB in [0, 1]: violet (gentian violet), blue, near black.
+_INKS = np.array([[0.35, 0.15, 0.45], [0.12, 0.18, 0.50], [0.10, 0.09, 0.12]], "float32")
+
+
+def _paint(image, alpha, colour):
+    """`image` with `colour` (RGB, or per pixel) laid over it with opacity `alpha` (`(S, S)`)."""
+    alpha = alpha[..., None].astype("float32")
+    return image * (1 - alpha) + alpha * np.asarray(colour, "float32")
+
+
+def _add_sticker(image, lesion, rng):
+    """An opaque disc of a random colour, with a darker rim, where it covers no lesion."""
+    size = image.shape[0]
+    rows, cols = np.mgrid[0:size, 0:size].astype("float32")
+    radius = rng.uniform(0.08, 0.2) * size
+    for _ in range(20):
+        centre = rng.uniform(0, size, 2)
+        distance = np.hypot(rows - centre[0], cols - centre[1])
+        # Soft by one pixel at the edge, so the disc is not a staircase at 256x256.
+        alpha = np.clip(radius + 0.5 - distance, 0, 1)
+        if not (alpha > 0)[lesion].any():
+            break
+    else:
+        return image
+    colour = np.array(colorsys.hsv_to_rgb(*rng.uniform([0, 0.3, 0.5], 1)), "float32")
+    # The rim (the outer 15 % of the radius) darkens to 75 %, as a sticker's edge shades.
+    shade = 1 - 0.25 * np.clip((distance / radius - 0.85) / 0.15, 0, 1)
+    return _paint(image, alpha, shade[..., None] * colour)
+
+
+def _add_ink(image, lesion, rng):
+    """A partly open ink ring around the lesion, and sometimes a few short strokes."""
+    size = image.shape[0]
+    rows, cols = np.mgrid[0:size, 0:size].astype("float32")
+    if lesion.any():
+        lesion_rows, lesion_cols = np.nonzero(lesion)
+        centre = np.array([lesion_rows.mean(), lesion_cols.mean()])
+        reach = np.hypot(lesion_rows - centre[0], lesion_cols - centre[1]).max()
+    else:
+        centre, reach = np.full(2, (size - 1) / 2), 0.15 * size
+    colour = np.clip(_INKS[rng.integers(len(_INKS))] + rng.normal(0, 0.04, 3), 0, 1)
+    opacity = rng.uniform(0.5, 0.9)
+    thickness = rng.uniform(0.006, 0.02) * size
+    # An ellipse a little outside the lesion, open over a random arc, as a hand draws it.
+    radii = reach * rng.uniform(1.1, 1.6, 2) + 0.02 * size
+    angle = rng.uniform(0, np.pi)
+    along = (rows - centre[0]) * np.cos(angle) + (cols - centre[1]) * np.sin(angle)
+    across = -(rows - centre[0]) * np.sin(angle) + (cols - centre[1]) * np.cos(angle)
+    normalised = np.hypot(along / radii[0], across / radii[1])
+    alpha = np.clip(thickness / 2 + 0.5 - np.abs(normalised - 1) * radii.min(), 0, 1)
+    gap_start, gap = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.35) * 2 * np.pi
+    alpha[(np.arctan2(across, along) - gap_start) % (2 * np.pi) < gap] = 0
+    for _ in range(rng.integers(0, 4)):
+        # A short stroke anywhere; on the lesion it stays lesion in the mask, as under real ink.
+        stroke_centre = rng.uniform(0, size, 2)
+        length, width = rng.uniform(0.03, 0.1) * size, thickness * rng.uniform(1, 2.5)
+        tilt = rng.uniform(0, np.pi)
+        d_rows, d_cols = rows - stroke_centre[0], cols - stroke_centre[1]
+        u = (d_rows * np.cos(tilt) + d_cols * np.sin(tilt)) / length
+        v = (-d_rows * np.sin(tilt) + d_cols * np.cos(tilt)) / width
+        alpha = np.maximum(alpha, np.clip((1 - np.hypot(u, v)) * width, 0, 1))
+    return _paint(image, opacity * alpha, colour)
+
+
 def augment_batch(augmentation, images, masks, rng, threads=None):
     """Applies `augmentation` to every example of a batch, the examples in parallel threads.
 
@@ -208,6 +297,8 @@ def augment_batch(augmentation, images, masks, rng, threads=None):
     return np.stack([image for image, _ in pairs]), np.stack([mask for _, mask in pairs])
 
 
+# Fields that are probabilities, 1 included.
+_PROBABILITIES = {"sticker", "ink"}
 # Strengths that make no sense at or above a bound (a zoom of 1 shrinks to a point).
 _UPPER_BOUNDS = {
     "rotation": 180.0,
@@ -224,9 +315,11 @@ _PHOTOMETRIC = dict(
     brightness=0.1, contrast=0.2, saturation=0.2, hue=0.03, gamma=0.25, blur=1.0, colour_cast=0.15
 )
 
-# The presets `--augment` accepts. results/augmentation/ measured all but `all_wide_zoom`: that
-# one zooms out as far as half size, because lesions from other clinics' cameras are often much
-# smaller in the frame than PH2's (a median of about 22 % of a PH2 image); results/v2-models/.
+# The presets `--augment` accepts. results/augmentation/ measured all but the last two, which
+# results/v2-models/ tried: `all_wide_zoom` zooms out as far as half size, because lesions from
+# other clinics' cameras are often much smaller in the frame than PH2's (a median of about 22 %
+# of a PH2 image); `all_artefacts` adds stickers and ink, which other clinics' images have and
+# PH2's do not.
 AUGMENTATIONS = {
     "none": Augmentation(),
     "flips": Augmentation(flips=True),
@@ -235,6 +328,7 @@ AUGMENTATIONS = {
     "all": Augmentation(**_GEOMETRIC, **_PHOTOMETRIC),
     "all_vignette": Augmentation(**_GEOMETRIC, **_PHOTOMETRIC, vignette=0.5),
     "all_wide_zoom": Augmentation(**{**_GEOMETRIC, "zoom": 0.5}, **_PHOTOMETRIC),
+    "all_artefacts": Augmentation(**_GEOMETRIC, **_PHOTOMETRIC, sticker=0.3, ink=0.3),
 }
 
 

@@ -46,6 +46,7 @@ def test_flips_apply_the_same_symmetry_to_image_and_mask():
     assert seen == set(range(8))
 
 
+# Not `all_artefacts`: a red sticker would pass for lesion in this test's red-channel reading.
 @pytest.mark.parametrize("name", ["geometric", "all", "all_vignette", "all_wide_zoom"])
 def test_geometric_transforms_keep_image_and_mask_aligned(name):
     image, mask = lesion_example()
@@ -124,6 +125,49 @@ def test_vignette_darkens_corners_not_the_centre():
     assert new_image[0, 0, 0] < new_image[0, centre, 0] < 0.8
 
 
+def test_a_sticker_never_covers_the_lesion_nor_changes_the_mask():
+    image, mask = lesion_example(96)
+    lesion = mask[..., 0] > 0
+    placed = 0
+    for seed in range(30):
+        new_image, new_mask = Augmentation(sticker=1.0)(image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(new_mask, mask)
+        np.testing.assert_array_equal(new_image[lesion], image[lesion])
+        changed = np.any(new_image != image, axis=-1)
+        # One disc: its changed pixels span no more than its largest diameter (20 % of 96, + rim).
+        if changed.any():
+            placed += 1
+            rows, cols = np.nonzero(changed)
+            assert max(np.ptp(rows), np.ptp(cols)) <= 2 * 0.2 * 96 + 2
+    # Where a place exists, one is found: this lesion leaves most of the image free.
+    assert placed == 30
+
+
+def test_ink_rings_the_lesion_in_a_dark_colour_and_leaves_the_mask():
+    image, mask = lesion_example(96)
+    image[...] = 0.8  # light skin everywhere, so the ink shows as darkening
+    lesion = mask[..., 0] > 0
+    for seed in range(10):
+        new_image, new_mask = Augmentation(ink=1.0)(image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(new_mask, mask)
+        changed = np.any(np.abs(new_image - image) > 1e-3, axis=-1)
+        assert changed.sum() > 50
+        assert new_image[changed].mean() < image[changed].mean() - 0.1
+        # The ring lies outside the lesion: most inked pixels are not lesion.
+        assert lesion[changed].mean() < 0.5
+
+
+def test_artefact_probabilities_set_how_often_they_appear():
+    image, mask = lesion_example(96)
+    for probability, expected in ((0.0, 0), (0.3, range(20, 41)), (1.0, 100)):
+        augment = Augmentation(sticker=probability)
+        changed = sum(
+            not np.array_equal(augment(image, mask, np.random.default_rng(seed))[0], image)
+            for seed in range(100)
+        )
+        assert changed in expected if isinstance(expected, range) else changed == expected
+
+
 def test_same_generator_seed_same_result_other_seed_other_result():
     image, mask = lesion_example()
     augment = AUGMENTATIONS["all"]
@@ -143,6 +187,9 @@ def test_same_generator_seed_same_result_other_seed_other_result():
         ({"brightness": float("nan")}, "brightness must be"),
         ({"flips": 1}, "flips must be True or False, received 1"),
         ({"hue": True}, "hue must be"),
+        ({"sticker": 1.5}, r"sticker must be a probability in \[0, 1\], received 1.5"),
+        ({"ink": -0.1}, "ink must be a probability"),
+        ({"ink": True}, "ink must be a probability"),
     ],
 )
 def test_invalid_strengths_are_refused(kwargs, message):
