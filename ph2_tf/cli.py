@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import shutil
 import sys
 
 from ph2_tf import versions
@@ -144,7 +145,14 @@ def build_parser():
     _add_data_args(evaluate)
 
     export = commands.add_parser("export", help="SavedModel in TF Serving layout + models.config")
-    export.add_argument("--run-dir", required=True, help="directory written by `train`")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="directory written by `train`")
+    source.add_argument(
+        "--from-saved-model",
+        help="a published version directory (with its metrics.json) to export again, with "
+        "today's serving graph, as a new version; writes the new version's metrics.json "
+        "(needs the dataset: --data-dir, --manual-dir)",
+    )
     export.add_argument("--base-dir", default="saved_models", help="TF Serving model root")
     export.add_argument("--model-name", help="TF Serving model name (default: the run's model)")
     export.add_argument("--version", type=int, help="version number (default: next free)")
@@ -336,6 +344,8 @@ def run_export(args):
         print("python -m ph2_tf export: error: --if-better picks the version itself; drop "
               f"--version {args.version}", file=sys.stderr)  # fmt: skip
         return 2
+    if args.from_saved_model:
+        return _export_again(args)
     model, cfg = train.load_trained(args.run_dir)
     common = dict(
         base_dir=args.base_dir,
@@ -357,6 +367,43 @@ def run_export(args):
     path = export.export_for_serving(model, version=args.version, **common)
     config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
+
+
+def _export_again(args):
+    """`export --from-saved-model`: a published version, exported anew as the next version."""
+    from ph2_tf import export, publish
+
+    if args.if_better:
+        print("python -m ph2_tf export: error: --if-better compares different models; "
+              "--from-saved-model exports the same one again", file=sys.stderr)  # fmt: skip
+        return 2
+    version_dir = pathlib.Path(args.from_saved_model)
+    try:
+        model, source = publish.load_published_model(version_dir)
+    except (OSError, ValueError) as error:
+        print(f"python -m ph2_tf export: error: {error}", file=sys.stderr)
+        return 2
+    path = export.export_for_serving(
+        model,
+        base_dir=args.base_dir,
+        model_name=args.model_name or version_dir.resolve().parent.name,
+        version=args.version,
+        image_size=source["config"]["image_size"],
+        threshold=args.threshold,
+    )
+    try:
+        publish.write_metrics(
+            path,
+            {**source, "exported_again_from": str(version_dir)},
+            data_dir=args.data_dir or source["config"].get("data_dir"),
+            manual_dir=args.manual_dir or source["config"].get("manual_dir"),
+        )
+    except BaseException:
+        shutil.rmtree(path)  # a version without its metrics would be served unmeasured
+        raise
+    config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
+    print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
+    return 0
 
 
 def _output_path(stem, kind):

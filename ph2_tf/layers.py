@@ -23,10 +23,14 @@ def _pooled_size(size):
     return None if size is None else (size + 1) // POOL_SIZE
 
 
+def _window_positions():
+    """The window-local positions 0..3 as an int32 `(WINDOW_SIZE, 1)` column."""
+    return ops.reshape(ops.arange(WINDOW_SIZE, dtype="int32"), (WINDOW_SIZE, 1))
+
+
 def _window_mask(indices):
     """Boolean `(B, h, w, WINDOW_SIZE, C)` mask, True at each window's selected element."""
-    positions = ops.reshape(ops.arange(WINDOW_SIZE, dtype="int32"), (WINDOW_SIZE, 1))
-    return ops.equal(ops.expand_dims(indices, 3), positions)
+    return ops.equal(ops.expand_dims(indices, 3), _window_positions())
 
 
 def _swap_window_axes(windows):
@@ -81,7 +85,11 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         windows = ops.reshape(
             _swap_window_axes(windows), (batch, out_height, out_width, WINDOW_SIZE, channels)
         )
-        indices = ops.cast(ops.argmax(windows, axis=3), "int32")
+        # The first maximum's position, as the smallest position holding the window's maximum:
+        # TensorFlow's ArgMax over a middle axis was the slowest kernel of SegNet's serving
+        # graph on the CPU. The fill value keeps a window holding NaN (no maximum) inside 0..3.
+        is_max = ops.equal(windows, ops.max(windows, axis=3, keepdims=True))
+        indices = ops.min(ops.where(is_max, _window_positions(), WINDOW_SIZE - 1), axis=3)
         # Selecting (rather than reducing with max) sends the gradient to the argmax only,
         # also when several elements tie.
         pooled = ops.sum(ops.where(_window_mask(indices), windows, 0.0), axis=3)

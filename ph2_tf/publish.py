@@ -9,6 +9,7 @@ version gets a `metrics.json` measured the same way, on the validation and test 
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -97,6 +98,56 @@ def write_metrics(version_dir, source, *, data_dir=None, manual_dir=None):
     }
     (Path(version_dir) / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def load_published_model(version_dir):
+    """Rebuilds the Keras model of a published version from its SavedModel and `metrics.json`.
+
+    The architecture comes from the training config that `metrics.json` records as `source`,
+    the weights from the SavedModel's variables, matched by name. A version exported with its
+    BatchNorm folded into the convolutions (`ph2_tf.folding`) is rebuilt folded. This lets a
+    published model be exported again with a newer serving graph, without its training run.
+
+    Args:
+        version_dir: a published SavedModel version directory.
+
+    Returns:
+        `(model, source)`: the model (float32 images in [0, 1] -> logits) and the recorded
+        source, whose `config` gives the training size.
+
+    Raises:
+        ValueError: no `metrics.json` with a training config, or weights that do not match it.
+    """
+    import tensorflow as tf  # reads a SavedModel
+
+    from ph2_tf import export, folding, train
+
+    version_dir = Path(version_dir)
+    metrics_path = version_dir / METRICS_FILE
+    source = json.loads(metrics_path.read_text()).get("source") if metrics_path.exists() else None
+    if not isinstance(source, dict) or not isinstance(source.get("config"), dict):
+        raise ValueError(
+            f"{str(metrics_path)!r} does not record the training config (source.config) that "
+            "the model was built from"
+        )
+    # The config's paths (data, init_from) may be long gone; only the architecture is needed.
+    model = train.build_configured_model(SimpleNamespace(**source["config"]))
+    loaded = tf.saved_model.load(str(version_dir))  # owns the variables: keep it referenced
+    saved = {
+        variable.name.removesuffix(":0"): variable.numpy()
+        for variable in loaded.signatures[export.SIGNATURE].variables
+    }
+    for candidate in (model, folding.fold_batch_normalization(model)):
+        if sorted(saved) == sorted(weight.path for weight in candidate.weights):
+            for weight in candidate.weights:
+                weight.assign(saved[weight.path])
+            return candidate, source
+    missing = sorted({weight.path for weight in model.weights} - set(saved))
+    raise ValueError(
+        f"the variables of {str(version_dir)!r} do not match a {source['config'].get('model')} "
+        f"built from its metrics.json: {len(saved)} saved against {len(model.weights)} weights"
+        + (f", first missing: {missing[0]}" if missing else "")
+    )
 
 
 def publish(

@@ -267,6 +267,25 @@ def use_local_accelerators():
     return count
 
 
+def build_configured_model(cfg):
+    """The untrained, uncompiled model a `TrainConfig` describes, in the current dtype policy.
+
+    Args:
+        cfg: a `TrainConfig` (or any object with its `model`, `image_size`, `width`, `loss`
+            and `colour_constancy` fields).
+
+    Returns:
+        A Keras model with static input shape `(image_size, image_size, 3)`.
+    """
+    return build_model(
+        cfg.model,
+        input_shape=(cfg.image_size, cfg.image_size, 3),
+        width=cfg.width,
+        num_classes=num_classes_for(cfg.loss),
+        colour_constancy=cfg.colour_constancy,
+    )
+
+
 def build_and_compile(cfg):
     """Builds the model and compiles it with AdamW, the configured loss and the metrics.
 
@@ -281,13 +300,7 @@ def build_and_compile(cfg):
         The compiled Keras model (static input shape `(image_size, image_size, 3)`).
     """
     keras.config.set_dtype_policy(cfg.precision)
-    model = build_model(
-        cfg.model,
-        input_shape=(cfg.image_size, cfg.image_size, 3),
-        width=cfg.width,
-        num_classes=num_classes_for(cfg.loss),
-        colour_constancy=cfg.colour_constancy,
-    )
+    model = build_configured_model(cfg)
     multi_worker = in_strategy_scope = False
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf

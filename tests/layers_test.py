@@ -86,6 +86,21 @@ def test_ties_pick_first_position_and_gradient_goes_there_only():
     np.testing.assert_array_equal(gradient, np.tile([[1, 0], [0, 0]], (2, 2)))
 
 
+def test_partial_ties_pick_the_first_of_the_tied_positions():
+    # One window per channel, row-major [[top-left, top-right], [bottom-left, bottom-right]].
+    windows = [[[0.0, 2.0], [1.0, 2.0]], [[3.0, 1.0], [3.0, 3.0]], [[0.0, 0.0], [5.0, 5.0]]]
+    x = tf.constant(np.transpose(windows, (1, 2, 0))[None], tf.float32)
+    pooled, indices = MaxPoolingWithArgmax2D()(x)
+    np.testing.assert_array_equal(np.asarray(indices).ravel(), [1, 0, 2])
+    np.testing.assert_array_equal(np.asarray(pooled).ravel(), [2.0, 3.0, 5.0])
+
+
+def test_window_holding_nan_keeps_its_index_in_range():
+    x = tf.constant([[[[np.nan], [1.0]], [[2.0], [np.nan]]]], tf.float32)
+    _, indices = MaxPoolingWithArgmax2D()(x)
+    assert 0 <= int(np.asarray(indices).ravel()[0]) <= 3
+
+
 def test_compiles_under_xla_with_dynamic_shapes():
     inputs = keras.Input((None, None, 3))
     pooled, indices = MaxPoolingWithArgmax2D()(inputs)
