@@ -3,7 +3,7 @@
 In inference BatchNormalization is a fixed per-channel affine map, `y = x * scale + shift` with
 `scale = gamma / sqrt(moving_variance + epsilon)` and `shift = beta - moving_mean * scale`. After
 a convolution it can be merged into that convolution's kernel and bias. In the serving graph
-that removes SegNet's 26 separate multiply-and-add passes over its feature maps and leaves
+that removes SegNet's 25 separate multiply-and-add passes over its feature maps and leaves
 convolution, bias and ReLU, which TensorFlow's graph optimizer fuses into one kernel on the CPU.
 Training checkpoints keep their BatchNormalization layers; only the exported graph is folded.
 """

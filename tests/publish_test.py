@@ -1,9 +1,14 @@
 """Tests of ph2_tf.publish: a served model is replaced only by a better one, measured as served."""
 
 import json
+import pathlib
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import REPO_ROOT
+from folding_test import randomise_batch_norm
 
 from ph2_tf import cli, export, publish, train, versions
 from ph2_tf.models import build_model
@@ -131,3 +136,58 @@ def test_export_if_better_refuses_a_version(tmp_path, capsys):
     status = cli.main(["export", "--run-dir", str(run_dir), "--if-better", "--version", "3"])
     assert status == 2
     assert "--if-better picks the version itself; drop --version 3" in capsys.readouterr().err
+
+
+def test_export_from_saved_model_serves_the_same_model_as_a_new_version(
+    ph2_dummy, tmp_path, capsys
+):
+    base_dir, run_dir = tmp_path / "saved_models", tmp_path / "run"
+    run_dir.mkdir()
+    model = build_model("segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
+    randomise_batch_norm(model).save(run_dir / train.BEST_MODEL_FILE)
+    train.TrainConfig(
+        model="segnet", image_size=IMAGE_SIZE, width=0.125, data_dir=str(ph2_dummy.data_dir)
+    ).save(run_dir / train.CONFIG_FILE)
+    common = ["--base-dir", str(base_dir), "--model-name", "ph2_segnet"]
+    assert cli.main(["export", "--run-dir", str(run_dir), "--if-better", *common]) in (0, None)
+    first = base_dir / "ph2_segnet" / "1"
+
+    status = cli.main(["export", "--from-saved-model", str(first), *common])
+
+    assert status == 0
+    second = pathlib.Path(json.loads(capsys.readouterr().out.splitlines()[-1])["saved_model"])
+    assert second == base_dir / "ph2_segnet" / "2"
+    old, new = (json.loads((v / publish.METRICS_FILE).read_text()) for v in (first, second))
+    assert new["source"]["exported_again_from"] == str(first)
+    assert new["source"]["config"] == old["source"]["config"]
+    assert new["splits"]["test"]["metrics"] == pytest.approx(old["splits"]["test"]["metrics"])
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (1, 70, 90, 3), np.uint8))
+    first_out, second_out = (
+        tf.saved_model.load(str(v)).signatures[export.SIGNATURE](images=images)
+        for v in (first, second)
+    )
+    np.testing.assert_allclose(second_out["probabilities"], first_out["probabilities"], atol=1e-6)
+
+
+def test_load_published_model_rebuilds_a_version_exported_before_folding():
+    # Version 7 of the served SegNet was exported with its BatchNorm layers unfolded.
+    version_dir = REPO_ROOT / "saved_models" / "ph2_segnet" / "7"
+    model, source = publish.load_published_model(version_dir)
+    assert source["config"]["model"] == "segnet"
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 25
+    images = tf.constant(np.random.default_rng(1).integers(0, 256, (1, 300, 400, 3), np.uint8))
+    served = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE](images=images)
+    rebuilt = export.serving_function(model, source["config"]["image_size"])(images)
+    np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], atol=1e-6)
+
+
+def test_export_from_saved_model_refuses_a_version_without_its_training_config(tmp_path, capsys):
+    version_dir = tmp_path / "saved_models" / "ph2_unet" / "1"
+    export.write_saved_model(constant_model(1.0), version_dir, IMAGE_SIZE)
+    status = cli.main(["export", "--from-saved-model", str(version_dir)])
+    assert status == 2
+    assert "does not record the training config (source.config)" in capsys.readouterr().err
+    assert not (tmp_path / "saved_models" / "ph2_unet" / "2").exists()
+    status = cli.main(["export", "--from-saved-model", str(version_dir), "--if-better"])
+    assert status == 2
+    assert "--if-better compares different models" in capsys.readouterr().err
