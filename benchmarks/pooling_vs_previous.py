@@ -1,12 +1,15 @@
-"""SegNet's pooling-unpooling pair, forward and backward, against its layout before 05b7960.
+"""SegNet's pooling-unpooling pair, forward and backward, against an earlier version of the layers.
 
-The previous layers (window axis after the channels) are read from git at d3223cc, so run this
-from a git checkout. TensorFlow without XLA, as training runs on the CPU; milliseconds per call,
-best of 3 rounds of 20 calls, on ReLU'd random inputs of batch 12.
+The previous layers are read from git at `--previous` (default d3223cc: the window axis after the
+channels, before 05b7960; 4c01b8f has the current layout with `ArgMax`), so run this from a git
+checkout. TensorFlow without XLA, as training runs on the CPU; milliseconds per call, best of 3
+rounds of 20 calls, on ReLU'd random inputs of batch `--batch` at the levels of a profile's SegNet.
 
     python benchmarks/pooling_vs_previous.py
+    python benchmarks/pooling_vs_previous.py --previous 4c01b8f --profile compact --batch 1
 """
 
+import argparse
 import subprocess
 import time
 import types
@@ -17,30 +20,45 @@ import tensorflow as tf
 
 # isort: on
 from ph2_tf import layers as current
+from ph2_tf.models.blocks import scaled
+from ph2_tf.profiles import PROFILES
 
-SHAPES = ((8, 96), (16, 48), (32, 24), (64, 12))  # (channels, side) of the small SegNet's levels
+# Filters of the study's SegNet before each of its five poolings.
+POOLED_FILTERS = (64, 128, 256, 512, 512)
 
 
-def previous_layers():
+def levels(profile):
+    """`(channels, side)` of each pooled feature map of SegNet at a profile's size and width."""
+    size, width = PROFILES[profile].image_size, PROFILES[profile].width
+    return [(scaled(f, width), size // 2**level) for level, f in enumerate(POOLED_FILTERS)]
+
+
+def previous_layers(revision):
     source = subprocess.run(
-        ["git", "show", "d3223cc:ph2_tf/layers.py"], capture_output=True, text=True, check=True
+        ["git", "show", f"{revision}:ph2_tf/layers.py"], capture_output=True, text=True, check=True
     ).stdout
     module = types.ModuleType("previous_layers")
-    exec(compile(source, "d3223cc:ph2_tf/layers.py", "exec"), module.__dict__)
+    exec(compile(source, f"{revision}:ph2_tf/layers.py", "exec"), module.__dict__)
     return module
 
 
-def milliseconds(module, x):
+def milliseconds(module, x, inference):
     pool, unpool = module.MaxPoolingWithArgmax2D(), module.MaxUnpooling2D()
 
     @tf.function
-    def step():
+    def forward():
+        pooled, indices = pool(x)
+        return unpool([pooled, indices])
+
+    @tf.function
+    def forward_backward():
         with tf.GradientTape() as tape:
             tape.watch(x)
             pooled, indices = pool(x)
             total = tf.reduce_sum(unpool([pooled, indices]) * x)
         return tape.gradient(total, x)
 
+    step = forward if inference else forward_backward
     for _ in range(3):
         step()
     best = float("inf")
@@ -52,11 +70,25 @@ def milliseconds(module, x):
     return best
 
 
-if __name__ == "__main__":
-    previous = previous_layers()
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--previous", default="d3223cc", help="git revision to compare with")
+    parser.add_argument("--profile", default="small", choices=sorted(PROFILES))
+    parser.add_argument("--batch", type=int, default=12)
+    parser.add_argument("--inference", action="store_true", help="forward only, as in serving")
+    args = parser.parse_args()
+    previous = previous_layers(args.previous)
+    what = "forward" if args.inference else "forward and backward"
+    print(f"{what}, batch {args.batch}, profile {args.profile}, against {args.previous}")
     print("| input | before (ms) | now (ms) | speed-up |")
     print("|---|---|---|---|")
-    for channels, side in SHAPES:
-        x = tf.nn.relu(tf.random.stateless_normal((12, side, side, channels), seed=(0, 0)))
-        before, now = milliseconds(previous, x), milliseconds(current, x)
+    for channels, side in levels(args.profile):
+        shape = (args.batch, side, side, channels)
+        x = tf.nn.relu(tf.random.stateless_normal(shape, seed=(0, 0)))
+        before = milliseconds(previous, x, args.inference)
+        now = milliseconds(current, x, args.inference)
         print(f"| {side}×{side}×{channels} | {before:.2f} | {now:.2f} | {before / now:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()
