@@ -1,8 +1,8 @@
-"""Command line: `python -m ph2_tf prepare|train|evaluate|predict|export`.
+"""Command line: `python -m ph2_tf prepare|train|evaluate|predict|export|soup`.
 
 TensorFlow is imported only once a command that needs it runs, so `--help` is fast, and `train`
 and `evaluate --run-dir` run without TensorFlow on another Keras backend (`KERAS_BACKEND=jax`).
-`prepare`, `export`, `predict` and `evaluate --saved-model` need TensorFlow.
+`prepare`, `export`, `soup`, `predict` and `evaluate --saved-model` need TensorFlow.
 """
 
 import argparse
@@ -50,8 +50,8 @@ def build_parser():
     """The argument parser of all commands.
 
     Returns:
-        An `argparse.ArgumentParser` with the `prepare`, `train`, `evaluate`, `predict` and
-        `export` commands.
+        An `argparse.ArgumentParser` with the `prepare`, `train`, `evaluate`, `predict`,
+        `export` and `soup` commands.
     """
     parser = argparse.ArgumentParser(
         prog="python -m ph2_tf", description="UNet / SegNet lesion segmentation on PH2."
@@ -168,6 +168,23 @@ def build_parser():
         "metrics.json (needs the dataset: --data-dir, --manual-dir)",
     )
     _add_data_args(export)
+
+    soup = commands.add_parser(
+        "soup",
+        help="average the weights of runs fine-tuned from one checkpoint (greedy soup)",
+        description="Scores each ingredient and each growing mean of their weights as "
+        "`export --if-better` would (through the serving signature on PH2 validation), keeps "
+        "the ingredients that do not lower it, best first, and writes the mean as a run "
+        "directory for `export`. See ph2_tf/soup.py.",
+    )
+    soup.add_argument(
+        "ingredients",
+        nargs="+",
+        metavar="RUN_OR_VERSION_DIR",
+        help="run directories written by `train`, or published SavedModel versions",
+    )
+    soup.add_argument("--out-dir", required=True, help="the soup's run directory (must be new)")
+    _add_data_args(soup)
 
     predict = commands.add_parser(
         "predict",
@@ -338,7 +355,7 @@ def _evaluate_saved_model(args):
 
 def run_export(args):
     """`export` command: exports a run's best checkpoint and rewrites models.config."""
-    from ph2_tf import export, publish, train
+    from ph2_tf import export, publish, soup, train
 
     if args.if_better and args.version is not None:
         print("python -m ph2_tf export: error: --if-better picks the version itself; drop "
@@ -355,6 +372,9 @@ def run_export(args):
     )
     if args.if_better:
         source = {"name": pathlib.Path(args.run_dir).name, "config": dataclasses.asdict(cfg)}
+        soup_record = pathlib.Path(args.run_dir) / soup.SOUP_FILE
+        if soup_record.exists():
+            source["soup"] = json.loads(soup_record.read_text())
         path = publish.publish(
             model,
             source=source,
@@ -367,6 +387,26 @@ def run_export(args):
     path = export.export_for_serving(model, version=args.version, **common)
     config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
+
+
+def run_soup(args):
+    """`soup` command: writes a greedy soup's run directory and prints its summary."""
+    from ph2_tf import soup
+
+    try:
+        record = soup.make_soup(
+            args.ingredients,
+            args.out_dir,
+            data_dir=args.data_dir,
+            manual_dir=args.manual_dir,
+            log=lambda line: print(line, file=sys.stderr),
+        )
+    except (OSError, ValueError) as error:
+        print(f"python -m ph2_tf soup: error: {error}", file=sys.stderr)
+        return 2
+    summary = {key: record[key] for key in ("ingredients", "validation_jaccard")}
+    print(json.dumps({"run_dir": args.out_dir, **summary}))
+    return 0
 
 
 def _export_again(args):
@@ -609,6 +649,7 @@ COMMANDS = {
     "train": run_train,
     "evaluate": run_evaluate,
     "export": run_export,
+    "soup": run_soup,
     "predict": run_predict,
     "prepare": run_prepare,
 }

@@ -8,6 +8,7 @@ version gets a `metrics.json` measured the same way, on the validation and test 
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -76,6 +77,42 @@ def measure(version_dir, splits=(SELECTION_SPLIT, "test"), *, data_dir=None, man
         split: evaluate.evaluate_serving(serve, split, data_dir=data_dir, manual_dir=manual_dir)
         for split in splits
     }
+
+
+def selection_score(version_dir, *, data_dir=None, manual_dir=None):
+    """What choosing between models compares: validation Jaccard through the signature.
+
+    Args:
+        version_dir: a SavedModel directory.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+
+    Returns:
+        The mean per-image Jaccard on the validation split, at original size.
+    """
+    result = measure(version_dir, [SELECTION_SPLIT], data_dir=data_dir, manual_dir=manual_dir)
+    return result[SELECTION_SPLIT]["metrics"][SELECTION_METRIC]
+
+
+def candidate_score(model, image_size, *, threshold=0.5, data_dir=None, manual_dir=None):
+    """`selection_score` of a Keras model, exported to a scratch directory for the purpose.
+
+    Args:
+        model: the Keras model (float32 images in [0, 1] -> logits).
+        image_size: the model's training size.
+        threshold: probability at or above which the signature's `mask` is 1.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+
+    Returns:
+        The validation Jaccard the model would be published with.
+    """
+    from ph2_tf import export  # imports TensorFlow
+
+    with tempfile.TemporaryDirectory() as scratch:
+        version_dir = Path(scratch) / "candidate"
+        export.write_saved_model(model, version_dir, image_size, threshold)
+        return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
 
 
 def write_metrics(version_dir, source, *, data_dir=None, manual_dir=None):
@@ -195,14 +232,12 @@ def publish(
     export.write_saved_model(model, staging, image_size, threshold)
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     try:
-        candidate = measure(staging, [SELECTION_SPLIT], **common)[SELECTION_SPLIT]["metrics"]
+        score = selection_score(staging, **common)
         served = versions.served_versions(model_dir)
-        score = candidate[SELECTION_METRIC]
         name = source.get("name", "candidate")
         what = f"{model_name}: {name} ({SELECTION_SPLIT} Jaccard {score:.4f})"
         if served:
-            current = measure(served[-1], [SELECTION_SPLIT], **common)[SELECTION_SPLIT]
-            current_score = current["metrics"][SELECTION_METRIC]
+            current_score = selection_score(served[-1], **common)
             if score <= current_score and not force:
                 log(
                     f"{what} is not better than served version {served[-1].name} "

@@ -1,0 +1,236 @@
+"""Weight soups: one model whose weights are the mean of the weights of several fine-tuned runs.
+
+Runs fine-tuned from the same checkpoint (`train --init-from`) with other seeds or augmentation
+stay close enough to each other that the mean of their weights is itself a working model, of
+the same size and speed as each run. Wortsman et al. (2022, "Model soups: averaging weights of
+multiple fine-tuned models improves accuracy without increasing inference time") found such
+means about as accurate as the best run on the data it was trained for, and more robust under
+distribution shift.
+
+`greedy_soup` follows their greedy recipe: ingredients in order of their own validation score,
+each kept only if the soup's validation score does not fall with it. `make_soup` scores with
+`publish.selection_score`, the number `export --if-better` publishes by, so a soup is chosen on
+PH2 validation alone, and writes a run directory that `export` takes like a trained run.
+
+BatchNormalization's moving mean and variance are averaged like every other weight; they are
+not measured again on the training data.
+
+Example, from the command line (`python -m ph2_tf soup --help`):
+
+```sh
+python -m ph2_tf soup runs/seed1 runs/seed2 saved_models/ph2_segnet/7 --out-dir runs/soup
+python -m ph2_tf export --run-dir runs/soup --model-name ph2_segnet --if-better
+```
+"""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+
+from ph2_tf import provenance, train
+from ph2_tf.losses import num_classes_for
+
+SOUP_FILE = "soup.json"
+# Training-config fields that fix the network; ingredients must agree on all of them.
+ARCHITECTURE_FIELDS = ("model", "image_size", "width", "colour_constancy")
+
+
+@dataclasses.dataclass
+class Ingredient:
+    """One model that can go into a soup.
+
+    Args:
+        path: the run directory or published version it was read from.
+        config: its training config, as a dict (`TrainConfig` fields).
+        weights: its weights as numpy arrays, in `model.weights` order.
+    """
+
+    path: str
+    config: dict
+    weights: list
+
+
+def load_ingredient(path):
+    """Reads a run directory (`best.keras`, `config.json`) or a published SavedModel version.
+
+    A published version is rebuilt with `publish.load_published_model`; one exported with its
+    BatchNorm folded comes back folded and can only be mixed with other folded versions.
+
+    Args:
+        path: a directory written by `train`, or a `saved_models/<name>/<version>` directory.
+
+    Returns:
+        An `Ingredient`.
+
+    Raises:
+        ValueError: the directory is neither.
+    """
+    path = Path(path)
+    if (path / train.BEST_MODEL_FILE).exists():
+        model, cfg = train.load_trained(path)
+        config = dataclasses.asdict(cfg)
+    elif (path / "saved_model.pb").exists():
+        from ph2_tf import publish  # reads a SavedModel: TensorFlow
+
+        model, source = publish.load_published_model(path)
+        config = source["config"]
+    else:
+        raise ValueError(
+            f"{str(path)!r} is neither a run directory (no {train.BEST_MODEL_FILE}) nor a "
+            "published SavedModel version (no saved_model.pb)"
+        )
+    weights = [np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights]
+    return Ingredient(str(path), config, weights)
+
+
+def check_compatible(ingredients):
+    """Refuses ingredients that are not the same network.
+
+    Args:
+        ingredients: `Ingredient`s, at least one.
+
+    Raises:
+        ValueError: no ingredient, or one whose architecture fields, output classes or weight
+            shapes differ from the first's; the message names both.
+    """
+    if not ingredients:
+        raise ValueError("a soup needs at least one ingredient, got none")
+    first = ingredients[0]
+
+    def architecture(ingredient):
+        fields = {name: ingredient.config.get(name) for name in ARCHITECTURE_FIELDS}
+        return {**fields, "classes": num_classes_for(ingredient.config.get("loss"))}
+
+    for other in ingredients[1:]:
+        ours, theirs = architecture(first), architecture(other)
+        differing = [name for name in ours if ours[name] != theirs[name]]
+        if differing:
+            name = differing[0]
+            raise ValueError(
+                f"{other.path!r} has {name}={theirs[name]!r} where {first.path!r} has "
+                f"{ours[name]!r}: a soup averages one architecture"
+            )
+        shapes = [w.shape for w in first.weights], [w.shape for w in other.weights]
+        if shapes[0] != shapes[1]:
+            raise ValueError(
+                f"{other.path!r} has {len(shapes[1])} weights that do not match the "
+                f"{len(shapes[0])} of {first.path!r} (a version exported with its BatchNorm "
+                "folded cannot be mixed with unfolded checkpoints)"
+            )
+
+
+def average(weight_lists):
+    """The element-wise mean of several models' weights.
+
+    Args:
+        weight_lists: one list of numpy arrays per model, all with the same shapes.
+
+    Returns:
+        A list of arrays, each the mean of the corresponding arrays, in their dtype.
+    """
+    return [
+        np.mean(np.stack(arrays), axis=0, dtype=np.float64).astype(arrays[0].dtype)
+        for arrays in zip(*weight_lists, strict=True)
+    ]
+
+
+def greedy_soup(ingredients, score):
+    """Wortsman et al.'s greedy soup: add ingredients best first, keep those that do not hurt.
+
+    Args:
+        ingredients: compatible `Ingredient`s.
+        score: function from a list of weights to the validation score (higher is better).
+
+    Returns:
+        `(soup, steps)`: the kept ingredients, best first, and one dict per step with the
+        ingredient `added`, its own `score`, the `soup_score` with it and whether it was `kept`
+        (the first step keeps the best ingredient alone).
+    """
+    check_compatible(ingredients)
+    own = [score(ingredient.weights) for ingredient in ingredients]
+    order = sorted(range(len(ingredients)), key=lambda i: -own[i])  # stable: ties keep order
+    best = order[0]
+    soup, soup_score = [ingredients[best]], own[best]
+    steps = [{"added": ingredients[best].path, "score": own[best], "soup_score": own[best],
+              "kept": True}]  # fmt: skip
+    for i in order[1:]:
+        trial = soup + [ingredients[i]]
+        trial_score = score(average([ingredient.weights for ingredient in trial]))
+        kept = trial_score >= soup_score
+        steps.append({"added": ingredients[i].path, "score": own[i], "soup_score": trial_score,
+                      "kept": kept})  # fmt: skip
+        if kept:
+            soup, soup_score = trial, trial_score
+    return soup, steps
+
+
+def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
+    """Chooses a greedy soup on PH2 validation and writes it as a run directory.
+
+    Every candidate is scored as `export --if-better` would score it: exported, and measured
+    through its serving signature on the validation split at original size.
+
+    Args:
+        paths: run directories and published versions (see `load_ingredient`).
+        out_dir: the new run directory; must not exist yet. Gets `best.keras`, `config.json`
+            (the best ingredient's, for the architecture) and `soup.json` (the ingredients,
+            every score and decision, and provenance).
+        data_dir: TFDS data directory (default: the first ingredient's).
+        manual_dir: PH2 manual directory.
+        log: function receiving one line of text per step.
+
+    Returns:
+        The `soup.json` contents.
+
+    Raises:
+        ValueError: `out_dir` exists, or the ingredients cannot be read or mixed.
+    """
+    from ph2_tf import publish  # exports to score: TensorFlow
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise ValueError(f"--out-dir {str(out_dir)!r} already exists; a soup gets a new one")
+    ingredients = [load_ingredient(path) for path in paths]
+    check_compatible(ingredients)
+    config = ingredients[0].config
+    model = train.build_configured_model(SimpleNamespace(**config))
+    data_dir = data_dir or config.get("data_dir")
+
+    def score(weights):
+        model.set_weights(weights)
+        return publish.candidate_score(
+            model, config["image_size"], data_dir=data_dir, manual_dir=manual_dir
+        )
+
+    soup, steps = greedy_soup(ingredients, score)
+    for step in steps:
+        verdict = "kept" if step["kept"] else "left out"
+        log(f"{step['added']}: alone {step['score']:.4f}, soup {step['soup_score']:.4f}, {verdict}")
+    model.set_weights(average([ingredient.weights for ingredient in soup]))
+    record = {
+        "method": "greedy soup (Wortsman et al., 2022); BatchNorm statistics averaged",
+        "selection": f"{publish.SELECTION_SPLIT} {publish.SELECTION_METRIC} through the "
+        "serving signature, at original size",
+        "ingredients": [ingredient.path for ingredient in soup],
+        "validation_jaccard": [step["soup_score"] for step in steps if step["kept"]][-1],
+        "steps": steps,
+        "configs": {ingredient.path: ingredient.config for ingredient in ingredients},
+        "provenance": provenance.collect(),
+    }
+    # Written beside the target, then renamed: an interrupted soup leaves no run directory.
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save(staging / train.BEST_MODEL_FILE)
+    train.TrainConfig(**{**soup[0].config, "out_dir": str(out_dir)}).save(
+        staging / train.CONFIG_FILE
+    )
+    (staging / SOUP_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    staging.rename(out_dir)
+    log(f"soup of {len(soup)} of {len(ingredients)} ingredients written to {out_dir}")
+    return record

@@ -1,0 +1,99 @@
+"""Tests of ph2_tf.soup: weight means of fine-tuned runs, chosen greedily on validation."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from publish_test import IMAGE_SIZE, constant_model
+
+from ph2_tf import cli, publish, soup, train
+
+
+def ingredient(name, *values):
+    return soup.Ingredient(name, {"model": "unet", "loss": "bce"}, [np.array(v) for v in values])
+
+
+def test_average_is_the_element_wise_mean_in_the_weights_dtype():
+    first = [np.array([[1.0, 2.0]], np.float32), np.array([0.5], np.float32)]
+    second = [np.array([[3.0, 6.0]], np.float32), np.array([-0.5], np.float32)]
+    mean = soup.average([first, second])
+    np.testing.assert_array_equal(mean[0], [[2.0, 4.0]])
+    np.testing.assert_array_equal(mean[1], [0.0])
+    assert all(array.dtype == np.float32 for array in mean)
+
+
+def test_greedy_soup_adds_best_first_and_leaves_out_what_lowers_the_score():
+    # The score is highest when the (single) weight is 1.
+    ingredients = [ingredient("far", [10.0]), ingredient("low", [0.0]), ingredient("high", [2.0])]
+
+    def score(weights):
+        return -abs(float(weights[0][0]) - 1.0)
+
+    kept, steps = soup.greedy_soup(ingredients, score)
+
+    # "low" and "high" both score -1 alone; the tie keeps the given order.
+    assert [i.path for i in kept] == ["low", "high"]
+    assert [(s["added"], s["kept"]) for s in steps] == [
+        ("low", True), ("high", True), ("far", False)
+    ]  # fmt: skip
+    assert [s["soup_score"] for s in steps] == [-1.0, 0.0, -3.0]
+    assert steps[2]["score"] == -9.0
+
+
+def test_check_compatible_names_the_ingredient_that_differs():
+    base = ingredient("a", [1.0])
+    wider = soup.Ingredient("b", {**base.config, "width": 0.5}, [np.array([1.0])])
+    with pytest.raises(ValueError, match=r"'b' has width=0.5 where 'a' has None"):
+        soup.check_compatible([base, wider])
+    two_classes = soup.Ingredient("c", {**base.config, "loss": "cross_entropy"}, base.weights)
+    with pytest.raises(ValueError, match="'c' has classes=2 where 'a' has 1"):
+        soup.check_compatible([base, two_classes])
+    folded = ingredient("d", [1.0], [2.0])
+    with pytest.raises(ValueError, match="'d' has 2 weights that do not match the 1 of 'a'"):
+        soup.check_compatible([base, folded])
+    with pytest.raises(ValueError, match="at least one ingredient"):
+        soup.check_compatible([])
+
+
+def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, tmp_path, capsys):
+    base_dir = tmp_path / "saved_models"
+    config = train.TrainConfig(image_size=IMAGE_SIZE, width=0.125, data_dir=ph2_dummy.data_dir)
+
+    def run(logit, name):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        constant_model(logit).save(run_dir / train.BEST_MODEL_FILE)
+        config.save(run_dir / train.CONFIG_FILE)
+        return run_dir
+
+    export_args = ["--model-name", "ph2_unet", "--base-dir", str(base_dir), "--if-better"]
+    assert cli.main(["export", "--run-dir", str(run(50.0, "lesion")), *export_args]) in (0, None)
+    version = base_dir / "ph2_unet" / "1"
+    # Every pixel lesion in the first two; the third's logit outweighs their mean, 40.
+    runs = [str(version), str(run(30.0, "lesion too")), str(run(-200.0, "background"))]
+    out_dir = tmp_path / "soup"
+
+    status = cli.main(["soup", *runs, "--out-dir", str(out_dir)])
+
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert printed["ingredients"] == runs[:2]
+    record = json.loads((out_dir / soup.SOUP_FILE).read_text())
+    assert [step["kept"] for step in record["steps"]] == [True, True, False]
+    assert record["steps"][2]["soup_score"] == 0.0 < record["validation_jaccard"]
+    model, cfg = train.load_trained(out_dir)
+    assert cfg.image_size == IMAGE_SIZE and cfg.out_dir == str(out_dir)
+    ingredients = [soup.load_ingredient(path) for path in runs[:2]]
+    expected = soup.average([i.weights for i in ingredients])
+    for weight, value in zip(model.weights, expected, strict=True):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), value, rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.layers[-1].bias), [40.0])
+
+    other_base_dir = tmp_path / "other_saved_models"
+    export_soup = ["export", "--run-dir", str(out_dir), "--model-name", "ph2_unet"]
+    assert cli.main([*export_soup, "--base-dir", str(other_base_dir), "--if-better"]) in (0, None)
+    published = json.loads((other_base_dir / "ph2_unet" / "1" / publish.METRICS_FILE).read_text())
+    assert published["source"]["soup"]["ingredients"] == runs[:2]
+    assert cli.main(["soup", *runs, "--out-dir", str(out_dir)]) == 2
+    assert "already exists" in capsys.readouterr().err
