@@ -227,9 +227,10 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.save(staging / train.BEST_MODEL_FILE)
-    train.TrainConfig(**{**soup[0].config, "out_dir": str(out_dir)}).save(
-        staging / train.CONFIG_FILE
-    )
+    # The architecture is all `export` reads; the soup was trained from no one checkpoint (the
+    # ingredients' own `init_from`, often long deleted, stay in soup.json).
+    fields = {**soup[0].config, "out_dir": str(out_dir), "init_from": None}
+    train.TrainConfig(**fields).save(staging / train.CONFIG_FILE)
     (staging / SOUP_FILE).write_text(json.dumps(record, indent=2) + "\n")
     staging.rename(out_dir)
     log(f"soup of {len(soup)} of {len(ingredients)} ingredients written to {out_dir}")

@@ -191,6 +191,10 @@ class TrainConfig:
     def load(cls, path):
         """Reads a config written by `save`.
 
+        The `init_from` checkpoint a run started from is kept as recorded even when that file
+        is gone: the config then describes a finished run (to export or evaluate), and only
+        training from it again needs the file.
+
         Args:
             path: a JSON file written by `TrainConfig.save`.
 
@@ -206,7 +210,10 @@ class TrainConfig:
             # Written when augmentation was on or off: flips, quarter turns, a zoom and colour
             # jitter, which the `all` preset covers with wider ranges.
             fields["augment"] = "all" if fields["augment"] else "none"
-        return cls(**fields)
+        init_from = fields.pop("init_from", None)
+        config = cls(**fields)
+        config.init_from = init_from  # after validation, which requires the file to exist
+        return config
 
 
 def set_seeds(seed, deterministic=True):

@@ -58,7 +58,11 @@ def test_check_compatible_names_the_ingredient_that_differs():
 
 def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, tmp_path, capsys):
     base_dir = tmp_path / "saved_models"
-    config = train.TrainConfig(image_size=IMAGE_SIZE, width=0.125, data_dir=ph2_dummy.data_dir)
+    start = tmp_path / "start.keras"
+    constant_model(0.0).save(start)
+    config = train.TrainConfig(
+        image_size=IMAGE_SIZE, width=0.125, data_dir=ph2_dummy.data_dir, init_from=str(start)
+    )
 
     def run(logit, name):
         run_dir = tmp_path / name
@@ -72,6 +76,7 @@ def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, t
     version = base_dir / "ph2_unet" / "1"
     # Every pixel lesion in the first two; the third's logit outweighs their mean, 40.
     runs = [str(version), str(run(30.0, "lesion too")), str(run(-200.0, "background"))]
+    start.unlink()  # as a fine-tuned run's starting checkpoint often is by the time of its soup
     out_dir = tmp_path / "soup"
 
     status = cli.main(["soup", *runs, "--out-dir", str(out_dir)])
@@ -83,7 +88,8 @@ def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, t
     assert [step["kept"] for step in record["steps"]] == [True, True, False]
     assert record["steps"][2]["soup_score"] == 0.0 < record["validation_jaccard"]
     model, cfg = train.load_trained(out_dir)
-    assert cfg.image_size == IMAGE_SIZE and cfg.out_dir == str(out_dir)
+    assert cfg.image_size == IMAGE_SIZE and cfg.out_dir == str(out_dir) and cfg.init_from is None
+    assert record["configs"][runs[0]]["init_from"] == str(start)
     ingredients = [soup.load_ingredient(path) for path in runs[:2]]
     expected = soup.average([i.weights for i in ingredients])
     for weight, value in zip(model.weights, expected, strict=True):

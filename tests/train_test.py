@@ -64,6 +64,16 @@ def test_config_round_trip(tmp_path):
     assert train.TrainConfig.load(tmp_path / "config.json") == cfg
 
 
+def test_config_of_a_finished_run_loads_after_its_init_from_is_deleted(tmp_path):
+    start = tmp_path / "start.keras"
+    start.write_bytes(b"")  # the config checks only that the file exists
+    train.TrainConfig(out_dir=str(tmp_path), init_from=str(start)).save(tmp_path / "config.json")
+    start.unlink()
+    assert train.TrainConfig.load(tmp_path / "config.json").init_from == str(start)
+    with pytest.raises(ValueError, match="init_from must be None or an existing .keras file"):
+        train.TrainConfig(init_from=str(start))
+
+
 @pytest.mark.parametrize(("written", "loaded"), [(True, "all"), (False, "none")])
 def test_config_written_with_augment_on_or_off_loads_as_a_preset(tmp_path, written, loaded):
     path = tmp_path / "config.json"
