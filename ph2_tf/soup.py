@@ -58,8 +58,9 @@ class Ingredient:
 def load_ingredient(path):
     """Reads a run directory (`best.keras`, `config.json`) or a published SavedModel version.
 
-    A published version is rebuilt with `publish.load_published_model`; one exported with its
-    BatchNorm folded comes back folded and can only be mixed with other folded versions.
+    A published version is rebuilt with `publish.load_published_model`. One exported with its
+    BatchNorm folded into the convolutions (`ph2_tf.folding`, every SegNet version since 8) no
+    longer has the weights a soup averages, and is refused.
 
     Args:
         path: a directory written by `train`, or a `saved_models/<name>/<version>` directory.
@@ -68,7 +69,7 @@ def load_ingredient(path):
         An `Ingredient`.
 
     Raises:
-        ValueError: the directory is neither.
+        ValueError: the directory is neither, or a version with its BatchNorm folded.
     """
     path = Path(path)
     if (path / train.BEST_MODEL_FILE).exists():
@@ -79,6 +80,13 @@ def load_ingredient(path):
 
         model, source = publish.load_published_model(path)
         config = source["config"]
+        unfolded = train.build_configured_model(SimpleNamespace(**config))
+        if len(model.weights) != len(unfolded.weights):
+            raise ValueError(
+                f"{str(path)!r} was exported with its BatchNorm folded into the convolutions; "
+                "a soup averages unfolded weights: use the run directory it came from, or a "
+                "version exported before folding"
+            )
     else:
         raise ValueError(
             f"{str(path)!r} is neither a run directory (no {train.BEST_MODEL_FILE}) nor a "
@@ -119,8 +127,7 @@ def check_compatible(ingredients):
         if shapes[0] != shapes[1]:
             raise ValueError(
                 f"{other.path!r} has {len(shapes[1])} weights that do not match the "
-                f"{len(shapes[0])} of {first.path!r} (a version exported with its BatchNorm "
-                "folded cannot be mixed with unfolded checkpoints)"
+                f"{len(shapes[0])} of {first.path!r}"
             )
 
 
@@ -196,7 +203,6 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
     if out_dir.exists():
         raise ValueError(f"--out-dir {str(out_dir)!r} already exists; a soup gets a new one")
     ingredients = [load_ingredient(path) for path in paths]
-    check_compatible(ingredients)
     config = ingredients[0].config
     model = train.build_configured_model(SimpleNamespace(**config))
     data_dir = data_dir or config.get("data_dir")

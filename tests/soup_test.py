@@ -8,6 +8,7 @@ import pytest
 from publish_test import IMAGE_SIZE, constant_model
 
 from ph2_tf import cli, publish, soup, train
+from ph2_tf.models import build_model
 
 
 def ingredient(name, *values):
@@ -49,9 +50,9 @@ def test_check_compatible_names_the_ingredient_that_differs():
     two_classes = soup.Ingredient("c", {**base.config, "loss": "cross_entropy"}, base.weights)
     with pytest.raises(ValueError, match="'c' has classes=2 where 'a' has 1"):
         soup.check_compatible([base, two_classes])
-    folded = ingredient("d", [1.0], [2.0])
+    longer = ingredient("d", [1.0], [2.0])
     with pytest.raises(ValueError, match="'d' has 2 weights that do not match the 1 of 'a'"):
-        soup.check_compatible([base, folded])
+        soup.check_compatible([base, longer])
     with pytest.raises(ValueError, match="at least one ingredient"):
         soup.check_compatible([])
 
@@ -103,3 +104,19 @@ def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, t
     assert published["source"]["soup"]["ingredients"] == runs[:2]
     assert cli.main(["soup", *runs, "--out-dir", str(out_dir)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_version_with_folded_batch_norm_is_refused(ph2_dummy, tmp_path):
+    run_dir, base_dir = tmp_path / "run", tmp_path / "saved_models"
+    run_dir.mkdir()
+    build_model("segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125).save(
+        run_dir / train.BEST_MODEL_FILE
+    )
+    train.TrainConfig(
+        model="segnet", image_size=IMAGE_SIZE, width=0.125, data_dir=ph2_dummy.data_dir
+    ).save(run_dir / train.CONFIG_FILE)
+    args = ["--run-dir", str(run_dir), "--base-dir", str(base_dir), "--model-name", "segnet"]
+    assert cli.main(["export", *args, "--if-better"]) in (0, None)
+    assert len(soup.load_ingredient(run_dir).weights) > 0
+    with pytest.raises(ValueError, match="exported with its BatchNorm folded"):
+        soup.load_ingredient(base_dir / "segnet" / "1")
