@@ -158,13 +158,20 @@ def build_parser():
     export.add_argument("--version", type=int, help="version number (default: next free)")
     export.add_argument("--threshold", type=float, default=0.5)
     export.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="in both signatures' `mask`, keep only the largest lesion and fill its holes, "
+        "inside the graph (ph2_tf.postprocessing; `probabilities` stay the model's)",
+    )
+    export.add_argument(
         "--serving-root", help="base-dir as the server sees it in models.config (e.g. /models)"
     )
     export.add_argument(
         "--if-better",
         action="store_true",
         help="publish as the next version only if it beats the served (highest) version, both "
-        "measured through their serving signature on the validation split; writes "
+        "measured through their serving signature on the validation split (with "
+        "--from-saved-model: the same weights in another serving graph); writes "
         "metrics.json (needs the dataset: --data-dir, --manual-dir)",
     )
     _add_data_args(export)
@@ -206,8 +213,9 @@ def build_parser():
     predict.add_argument(
         "--threshold",
         type=_probability,
-        help="probability at or above which a pixel is lesion, in (0, 1) "
-        "(default: the threshold the model was exported with)",
+        help="probability at or above which a pixel is lesion, in (0, 1), applied to the "
+        "`probabilities` output, followed by the post-processing the model was exported with "
+        "(default: the signature's `mask`)",
     )
     predict.add_argument(
         "--probabilities",
@@ -224,7 +232,8 @@ def build_parser():
         "--largest-component",
         action="store_true",
         help="keep only the largest lesion in the mask and fill its holes (after the "
-        "threshold; ph2_tf.postprocessing; see results/postprocessing/)",
+        "threshold; ph2_tf.postprocessing; see results/postprocessing/); models exported "
+        "with `export --largest-component` do it already",
     )
     predict.add_argument(
         "inputs",
@@ -369,6 +378,7 @@ def run_export(args):
         model_name=args.model_name or cfg.model,
         image_size=cfg.image_size,
         threshold=args.threshold,
+        largest_component=args.largest_component,
     )
     if args.if_better:
         source = {"name": pathlib.Path(args.run_dir).name, "config": dataclasses.asdict(cfg)}
@@ -377,7 +387,7 @@ def run_export(args):
             source["soup"] = json.loads(soup_record.read_text())
         path = publish.publish(
             model,
-            source=source,
+            source={**source, "serving": _serving_options(args)},
             data_dir=args.data_dir or cfg.data_dir,
             manual_dir=args.manual_dir or cfg.manual_dir,
             **common,
@@ -409,35 +419,40 @@ def run_soup(args):
     return 0
 
 
+def _serving_options(args):
+    """What the exported graph does after the model, as recorded in `metrics.json`."""
+    return {"threshold": args.threshold, "largest_component": args.largest_component}
+
+
 def _export_again(args):
     """`export --from-saved-model`: a published version, exported anew as the next version."""
     from ph2_tf import export, publish
 
-    if args.if_better:
-        print("python -m ph2_tf export: error: --if-better compares different models; "
-              "--from-saved-model exports the same one again", file=sys.stderr)  # fmt: skip
-        return 2
     version_dir = pathlib.Path(args.from_saved_model)
     try:
         model, source = publish.load_published_model(version_dir)
     except (OSError, ValueError) as error:
         print(f"python -m ph2_tf export: error: {error}", file=sys.stderr)
         return 2
-    path = export.export_for_serving(
-        model,
+    source = {**source, "exported_again_from": str(version_dir), "serving": _serving_options(args)}
+    common = dict(
         base_dir=args.base_dir,
         model_name=args.model_name or version_dir.resolve().parent.name,
-        version=args.version,
         image_size=source["config"]["image_size"],
         threshold=args.threshold,
+        largest_component=args.largest_component,
     )
+    data = dict(
+        data_dir=args.data_dir or source["config"].get("data_dir"),
+        manual_dir=args.manual_dir or source["config"].get("manual_dir"),
+    )
+    if args.if_better:
+        path = publish.publish(model, source=source, **common, **data)
+        print(json.dumps({"saved_model": None if path is None else str(path)}))
+        return 0
+    path = export.export_for_serving(model, version=args.version, **common)
     try:
-        publish.write_metrics(
-            path,
-            {**source, "exported_again_from": str(version_dir)},
-            data_dir=args.data_dir or source["config"].get("data_dir"),
-            manual_dir=args.manual_dir or source["config"].get("manual_dir"),
-        )
+        publish.write_metrics(path, source, **data)
     except BaseException:
         shutil.rmtree(path)  # a version without its metrics would be served unmeasured
         raise
@@ -575,6 +590,7 @@ def run_predict(args):
     import tensorflow as tf
     from tqdm import tqdm
 
+    from ph2_tf import publish
     from ph2_tf.export import FLIP_TTA_SIGNATURE, SIGNATURE
     from tfds_ph2.ph2.image_reading import ImageReadError
 
@@ -590,6 +606,11 @@ def run_predict(args):
     except OSError as e:
         return fatal(f"cannot create --output-dir {out_dir}: {e.strerror or e}")
 
+    # A new --threshold replaces the signature's mask, so the graph's post-processing is redone.
+    largest_component = args.largest_component or (
+        args.threshold is not None
+        and publish.serving_options(version_dir).get("largest_component", False)
+    )
     plan, failures = _plan_outputs(args.inputs, out_dir)
     for message in failures:
         print(f"predict: {message}", file=sys.stderr)
@@ -604,7 +625,7 @@ def run_predict(args):
                     stem=stem,
                     threshold=args.threshold,
                     write_probabilities=args.probabilities,
-                    largest_component=args.largest_component,
+                    largest_component=largest_component,
                 )
             except ImageReadError as e:
                 message = str(e)

@@ -137,6 +137,23 @@ def write_metrics(version_dir, source, *, data_dir=None, manual_dir=None):
     return summary
 
 
+def serving_options(version_dir):
+    """What a published version's graph does after the model, as its `metrics.json` records it.
+
+    Args:
+        version_dir: a published SavedModel version directory.
+
+    Returns:
+        `{"threshold": float, "largest_component": bool}` as exported, or `{}` for a version
+        published before this was recorded (its graph only thresholds).
+    """
+    metrics_path = Path(version_dir) / METRICS_FILE
+    if not metrics_path.exists():
+        return {}
+    source = json.loads(metrics_path.read_text()).get("source")
+    return source.get("serving", {}) if isinstance(source, dict) else {}
+
+
 def load_published_model(version_dir):
     """Rebuilds the Keras model of a published version from its SavedModel and `metrics.json`.
 
@@ -195,6 +212,7 @@ def publish(
     image_size,
     source,
     threshold=0.5,
+    largest_component=False,
     force=False,
     data_dir=None,
     manual_dir=None,
@@ -215,6 +233,7 @@ def publish(
         image_size: the model's training size.
         source: JSON-serialisable description of the model's origin, kept in `metrics.json`.
         threshold: probability at or above which the signatures' `mask` is 1.
+        largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
         force: publish even if not better than the served version.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
@@ -229,7 +248,7 @@ def publish(
     staging = model_dir / ".candidate"
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted earlier call
     staging.parent.mkdir(parents=True, exist_ok=True)
-    export.write_saved_model(model, staging, image_size, threshold)
+    export.write_saved_model(model, staging, image_size, threshold, largest_component)
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     try:
         score = selection_score(staging, **common)

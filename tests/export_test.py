@@ -14,6 +14,7 @@ from ph2_tf import export, preprocessing, versions
 from ph2_tf.folding import fold_batch_normalization
 from ph2_tf.heads import lesion_probability
 from ph2_tf.models import build_model
+from ph2_tf.postprocessing import largest_component_filled
 
 IMAGE_SIZE = 64
 HEIGHT, WIDTH = 561, 767
@@ -133,3 +134,27 @@ def test_flip_tta_signature_averages_the_default_signature_over_flips(exported):
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=2e-3)
     assert np.abs(outputs["probabilities"] - probabilities(images)).max() > 1e-3
     np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)
+
+
+def test_largest_component_export_post_processes_both_signatures_masks(exported, tmp_path):
+    model, _, plain_path = exported
+    images = np.random.default_rng(2).integers(0, 256, (2, 70, 110, 3), dtype=np.uint8)
+    plain = tf.saved_model.load(str(plain_path))
+    # A threshold that leaves the untrained model's map in several pieces with holes.
+    probabilities = plain.signatures[export.SIGNATURE](images=tf.constant(images))["probabilities"]
+    threshold = float(np.quantile(probabilities, 0.6))
+    plain_path = export.export_for_serving(model, tmp_path, "plain", threshold=threshold)
+    largest_path = export.export_for_serving(
+        model, tmp_path, "largest", threshold=threshold, largest_component=True
+    )
+    plain, largest = (tf.saved_model.load(str(p)) for p in (plain_path, largest_path))
+    for name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
+        expected = plain.signatures[name](images=tf.constant(images))
+        outputs = largest.signatures[name](images=tf.constant(images))
+        np.testing.assert_array_equal(outputs["probabilities"], expected["probabilities"])
+        plain_masks = expected["mask"].numpy()[..., 0] > 0
+        masks = outputs["mask"].numpy()[..., 0]
+        assert outputs["mask"].dtype == tf.uint8 and masks.shape == plain_masks.shape
+        for mask, plain_mask in zip(masks, plain_masks, strict=True):
+            np.testing.assert_array_equal(mask > 0, largest_component_filled(plain_mask))
+            assert (mask > 0).sum() != plain_mask.sum()  # the post-processing did something

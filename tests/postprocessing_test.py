@@ -1,38 +1,113 @@
-"""Tests of ph2_tf.postprocessing against masks whose answer is known by construction."""
+"""Tests of ph2_tf.postprocessing: masks whose answer is known by construction, and the graph
+version against the scikit-image/SciPy reference on random masks."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from scipy import ndimage
 
-from ph2_tf.postprocessing import largest_component_filled
+from ph2_tf.postprocessing import largest_component_filled, largest_component_filled_graph
 
 
-def test_keeps_the_largest_lesion_and_fills_its_holes():
+def graph_version(mask):
+    """`largest_component_filled_graph` on one 2-D mask, traced with unknown sizes."""
+    traced = tf.function(
+        largest_component_filled_graph,
+        input_signature=[tf.TensorSpec([None, None, None, 1], tf.bool)],
+    )
+    return traced(np.asarray(mask, bool)[None, ..., None]).numpy()[0, ..., 0]
+
+
+both_versions = pytest.mark.parametrize(
+    "largest_filled", [largest_component_filled, graph_version], ids=["numpy", "graph"]
+)
+
+
+@both_versions
+def test_keeps_the_largest_lesion_and_fills_its_holes(largest_filled):
     mask = np.zeros((12, 12), bool)
     mask[1:8, 1:8] = True  # the lesion: 49 pixels ...
     mask[3:5, 3:5] = False  # ... with a hole of 4
     mask[10:12, 9:12] = True  # an island of 6
     expected = np.zeros_like(mask)
     expected[1:8, 1:8] = True
-    np.testing.assert_array_equal(largest_component_filled(mask), expected)
+    np.testing.assert_array_equal(largest_filled(mask), expected)
 
 
-def test_diagonal_neighbours_are_one_component():
+@both_versions
+def test_diagonal_neighbours_are_one_component(largest_filled):
     mask = np.eye(6, dtype=bool)  # 6 pixels touching at corners only
     mask[0, 5] = True
-    np.testing.assert_array_equal(largest_component_filled(mask), np.eye(6, dtype=bool))
+    np.testing.assert_array_equal(largest_filled(mask), np.eye(6, dtype=bool))
 
 
-def test_a_gap_open_to_the_border_is_not_a_hole():
+@both_versions
+def test_a_gap_open_to_the_border_is_not_a_hole(largest_filled):
     mask = np.ones((6, 6), bool)
     mask[2:4, 0:3] = False  # a notch from the left edge
-    np.testing.assert_array_equal(largest_component_filled(mask), mask)
+    np.testing.assert_array_equal(largest_filled(mask), mask)
 
 
-def test_empty_mask_stays_empty():
-    result = largest_component_filled(np.zeros((4, 5), np.uint8))
-    assert result.dtype == bool and result.shape == (4, 5) and not result.any()
+@both_versions
+def test_background_leaking_out_only_through_a_corner_is_a_hole(largest_filled):
+    mask = np.zeros((7, 7), bool)
+    mask[1:6, 1:6] = True
+    mask[2:4, 2:4] = False  # a hole whose corner (3, 3) touches (4, 4) diagonally ...
+    mask[4:6, 4:6] = False  # ... a notch open to the border through (6, 5) and (5, 6)
+    expected = mask.copy()
+    expected[2:4, 2:4] = True
+    np.testing.assert_array_equal(largest_filled(mask), expected)
+
+
+@both_versions
+def test_of_equally_large_lesions_the_first_in_raster_order_is_kept(largest_filled):
+    mask = np.zeros((6, 9), bool)
+    mask[3:5, 1:3] = True  # starts on row 3
+    mask[1:3, 5:7] = True  # starts on row 1: first
+    expected = np.zeros_like(mask)
+    expected[1:3, 5:7] = True
+    np.testing.assert_array_equal(largest_filled(mask), expected)
+
+
+@both_versions
+@pytest.mark.parametrize("shape", [(4, 5), (1, 7), (7, 1)])
+def test_empty_mask_stays_empty(largest_filled, shape):
+    result = largest_filled(np.zeros(shape, np.uint8))
+    assert result.dtype == bool and result.shape == shape and not result.any()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_graph_version_equals_the_reference_on_random_masks(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 90, size=2))
+    noise = rng.random(shape)
+    # Smoothed noise gives blobs with holes and islands; raw noise gives many tiny components.
+    smooth = ndimage.gaussian_filter(noise, sigma=rng.uniform(1, 4))
+    for mask in (
+        smooth > np.quantile(smooth, rng.uniform(0.3, 0.9)),
+        noise < rng.uniform(0.2, 0.7),
+    ):
+        np.testing.assert_array_equal(graph_version(mask), largest_component_filled(mask))
+
+
+def test_graph_version_treats_each_image_of_a_batch_on_its_own():
+    rng = np.random.default_rng(7)
+    smooth = ndimage.gaussian_filter(rng.random((3, 40, 50)), sigma=(0, 2, 2))
+    masks = smooth > np.quantile(smooth, 0.6)
+    masks[1] = False  # an empty mask between two others
+    result = largest_component_filled_graph(masks[..., None]).numpy()
+    assert result.shape == (3, 40, 50, 1) and result.dtype == bool
+    for mask, filled in zip(masks, result[..., 0], strict=True):
+        np.testing.assert_array_equal(filled, largest_component_filled(mask))
 
 
 def test_refuses_a_mask_that_is_not_2d():
     with pytest.raises(ValueError, match=r"mask must be 2-D \(height, width\), received shape"):
         largest_component_filled(np.zeros((4, 5, 1), bool))
+
+
+def test_graph_version_refuses_masks_that_are_not_a_batch_of_one_channel():
+    with pytest.raises(ValueError, match=r"masks must be \[N, H, W, 1\], received shape"):
+        largest_component_filled_graph(np.zeros((4, 5), bool))
+    with pytest.raises(ValueError, match=r"masks must be \[N, H, W, 1\], received shape"):
+        largest_component_filled_graph(np.zeros((1, 4, 5, 3), bool))

@@ -5,6 +5,7 @@ tests hold for whatever the untrained model predicts.
 """
 
 import io
+import json
 
 import keras
 import numpy as np
@@ -16,6 +17,7 @@ from scipy import ndimage
 
 from ph2_tf import cli, export
 from ph2_tf.models import build_model
+from ph2_tf.postprocessing import largest_component_filled
 
 RNG = np.random.default_rng(0)
 HEIGHT, WIDTH = 40, 56
@@ -285,3 +287,25 @@ def test_largest_component_keeps_one_filled_lesion(saved_model, probabilities, t
     plain_labels = ndimage.label(plain, np.ones((3, 3)))[0]
     biggest = np.argmax(np.bincount(plain_labels.ravel())[1:]) + 1
     np.testing.assert_array_equal(largest & plain, plain_labels == biggest)
+
+
+def test_threshold_redoes_the_post_processing_the_model_was_exported_with(
+    probabilities, tmp_path, capsys
+):
+    keras.utils.set_random_seed(0)  # the `saved_model` fixture's model, exported with it
+    model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
+    version_dir = export.export_for_serving(
+        model, tmp_path / "saved_models", "unet", image_size=32, largest_component=True
+    )
+    (version_dir / "metrics.json").write_text(
+        json.dumps({"source": {"serving": {"threshold": 0.5, "largest_component": True}}})
+    )
+    path = _save(RGB, tmp_path / "a.png")
+    threshold = float(np.quantile(probabilities(RGB), 0.7))
+    plain = probabilities(RGB) >= threshold
+    assert ndimage.label(plain, np.ones((3, 3)))[1] > 1  # the case is not trivial
+    args = ["--saved-model", version_dir, "--output-dir", tmp_path / "out", path]
+    status, _, err = _predict(capsys, "--threshold", repr(threshold), *args)
+    assert status == 0, err
+    mask = _read(tmp_path / "out" / "a.png.mask.png") > 0
+    np.testing.assert_array_equal(mask, largest_component_filled(plain))

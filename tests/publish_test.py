@@ -190,4 +190,35 @@ def test_export_from_saved_model_refuses_a_version_without_its_training_config(t
     assert not (tmp_path / "saved_models" / "ph2_unet" / "2").exists()
     status = cli.main(["export", "--from-saved-model", str(version_dir), "--if-better"])
     assert status == 2
-    assert "--if-better compares different models" in capsys.readouterr().err
+    assert "does not record the training config (source.config)" in capsys.readouterr().err
+    assert not (tmp_path / "saved_models" / "ph2_unet" / ".candidate").exists()
+
+
+def test_export_from_saved_model_if_better_publishes_a_better_serving_graph(
+    ph2_dummy, tmp_path, capsys
+):
+    base_dir, run_dir = tmp_path / "saved_models", tmp_path / "run"
+    run_dir.mkdir()
+    constant_model(0.0).save(run_dir / train.BEST_MODEL_FILE)  # probability 0.5 everywhere
+    train.TrainConfig(image_size=IMAGE_SIZE, data_dir=str(ph2_dummy.data_dir)).save(
+        run_dir / train.CONFIG_FILE
+    )
+    common = ["--base-dir", str(base_dir), "--model-name", "ph2_unet", "--if-better"]
+
+    def export_json(*args):
+        assert cli.main(["export", *args, *common]) in (0, None)
+        return json.loads(capsys.readouterr().out.splitlines()[-1])["saved_model"]
+
+    # Served with threshold 0.6, the model finds no lesion: validation Jaccard 0.
+    first = export_json("--run-dir", str(run_dir), "--threshold", "0.6")
+    assert first == str(base_dir / "ph2_unet" / "1")
+    again = ["--from-saved-model", first, "--threshold", "0.5", "--largest-component"]
+    second = export_json(*again)
+    assert second == str(base_dir / "ph2_unet" / "2")
+    source = json.loads((pathlib.Path(second) / publish.METRICS_FILE).read_text())["source"]
+    assert source["exported_again_from"] == first
+    assert source["serving"] == {"threshold": 0.5, "largest_component": True}
+    assert publish.serving_options(second) == source["serving"]
+    assert publish.serving_options(first) == {"threshold": 0.6, "largest_component": False}
+    assert export_json("--from-saved-model", second, "--largest-component") is None  # a tie
+    assert versions.served_versions(base_dir / "ph2_unet")[-1].name == "2"
