@@ -4,11 +4,15 @@ Times single-image calls of `serving_default` and of `serving_flip_tta` (flip te
 augmentation) after `--warmup` untimed ones, resizing inside the graph included. Either of an
 exported model (`--saved-model`), or of an untrained model of a profile's size exported to a
 temporary directory with `ph2_tf.export.export_for_serving` (weights do not change the cost).
-Run from the repository root on a quiet machine; pin the cores with `taskset -c 0,1` to measure
-"2 CPU cores" on a larger machine:
+The image is uniform noise unless `--image` names a file: a graph exported with
+`--largest-component` costs more on a mask in many pieces, which noise can give, so time such
+a model on a real image as well. Run from the repository root on a quiet machine; pin the cores
+with `taskset -c 0,1` to measure "2 CPU cores" on a larger machine:
 
     PYTHONPATH=. python benchmarks/serving_latency.py --profile small --model unet
     PYTHONPATH=. python benchmarks/serving_latency.py --saved-model saved_models/ph2_unet
+    PYTHONPATH=. python benchmarks/serving_latency.py --saved-model saved_models/ph2_unet \\
+        --image "$(find ../shared/ph2 -name IMD002.png)"
 """
 
 import argparse
@@ -17,6 +21,7 @@ import tempfile
 import time
 
 import numpy as np
+from PIL import Image
 
 # isort: off
 import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for serving with ph2_tf)
@@ -45,10 +50,16 @@ def latencies_ms(serve, image, warmup, runs):
 
 def measure(path, label, args):
     loaded = tf.saved_model.load(str(path))
-    image = tf.constant(
-        np.random.default_rng(0).integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8)
-    )
-    print(f"{label}; {WIDTH}x{HEIGHT} uint8 input, {args.runs} runs after {args.warmup} warm-up")
+    if args.image:
+        pixels = np.asarray(Image.open(args.image).convert("RGB"))
+        what = args.image
+    else:
+        pixels = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        what = "noise"
+    image = tf.constant(pixels[None])
+    height, width = pixels.shape[:2]
+    runs = f"{args.runs} runs after {args.warmup} warm-up"
+    print(f"{label}; {width}x{height} uint8 input ({what}), {runs}")
     print(f"  TensorFlow {tf.__version__}, {len(os.sched_getaffinity(0))} CPU cores available")
     for name in (SIGNATURE, FLIP_TTA_SIGNATURE):
         if name not in loaded.signatures:
@@ -67,6 +78,7 @@ def main():
     parser.add_argument("--model", default="unet", choices=("unet", "segnet"))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--image", help="an image file to time on (default: uniform noise)")
     args = parser.parse_args()
     if args.saved_model:
         path = versions.resolve(args.saved_model)
