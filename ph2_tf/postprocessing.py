@@ -158,9 +158,16 @@ def _row_run_components(mask, connectivity):
     neighbour = tf.concat(lower_runs + upper_runs, axis=0)
 
     def merge(components, _):
-        # Each run takes the lowest component among itself and the runs it touches, then follows
-        # that component's own component twice (pointer jumping), so labels travel far per step.
-        lowest = tf.math.unsorted_segment_min(tf.gather(components, neighbour), run, num_runs)
+        # Every label is a run of the same component, no later than the run it labels. Across
+        # each pair of touching runs, the lower label is given to the run and to the run its
+        # label names (hooking: a whole labelled group moves at once), then every run follows
+        # its label's label twice (pointer jumping), so labels travel far per step.
+        neighbours_label = tf.gather(components, neighbour)
+        own_label = tf.gather(components, run)
+        lowest = tf.minimum(
+            tf.math.unsorted_segment_min(neighbours_label, run, num_runs),
+            tf.math.unsorted_segment_min(neighbours_label, own_label, num_runs),
+        )
         merged = tf.minimum(components, lowest)
         return tf.gather(merged, tf.gather(merged, merged)), components
 

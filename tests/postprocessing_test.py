@@ -90,6 +90,14 @@ def test_graph_version_equals_the_reference_on_random_masks(seed):
         np.testing.assert_array_equal(graph_version(mask), largest_component_filled(mask))
 
 
+def test_graph_version_equals_the_reference_on_winding_shapes():
+    # Thresholded at the median, smooth noise makes long winding components and many holes,
+    # where labels must travel far through the runs.
+    smooth = ndimage.gaussian_filter(np.random.default_rng(8).random((240, 320)), sigma=6)
+    for mask in (smooth > np.median(smooth), smooth < np.median(smooth)):
+        np.testing.assert_array_equal(graph_version(mask), largest_component_filled(mask))
+
+
 def test_graph_version_treats_each_image_of_a_batch_on_its_own():
     rng = np.random.default_rng(7)
     smooth = ndimage.gaussian_filter(rng.random((3, 40, 50)), sigma=(0, 2, 2))
