@@ -12,9 +12,10 @@ Two implementations of one definition:
 - `largest_component_filled_graph`, TensorFlow ops only, so that `export --largest-component`
   can put it inside the serving graph (core TensorFlow has no connected-components op). It labels
   the runs of lesion pixels along each row, joins runs that touch in neighbouring rows, and
-  merges their labels by propagation with pointer jumping, so its loop works on runs rather than
-  pixels. In the served models it adds 4-24 ms to one 768x560 image on 2 CPU cores
-  (`results/v2-models/serving_latency_largest_component.txt`); more pieces cost more.
+  merges their labels by hooking whole labelled groups together and pointer jumping, so its loop
+  works on runs rather than pixels and needs few steps. In the served models it adds 4-24 ms to
+  one 768x560 image on 2 CPU cores (`results/v2-models/serving_latency_largest_component.txt`);
+  more pieces cost more.
 """
 
 import numpy as np
