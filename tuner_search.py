@@ -19,8 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from ph2_tf import accelerators, arrays, provenance, train, tuning
-from ph2_tf.profiles import PROFILES
+from ph2_tf import provenance
+from ph2_tf.data import arrays
+from ph2_tf.experiments import tuning
+from ph2_tf.training import accelerators
+from ph2_tf.training.config import PRECISIONS
+from ph2_tf.training.profiles import PROFILES
 from tfds_ph2.ph2 import Ph2DataError
 
 
@@ -44,7 +48,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--precision",
-        choices=train.PRECISIONS,
+        choices=PRECISIONS,
         default="float32",
         help="Keras dtype policy (the study trained in float32)",
     )

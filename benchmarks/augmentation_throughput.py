@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ph2_tf.augmentation import AUGMENTATIONS, augment_batch
+from ph2_tf.data.augmentation import AUGMENTATIONS, augment_batch
 
 
 def examples_per_second(preset, size, batch_size, batches, threads):

@@ -4,9 +4,9 @@ Both sides train the `small` profile's shape (96×96 inputs, an eighth of the fi
 with AdamW (lr 1e-4, weight decay 0.01) and BCE on the same random batch, one step per call
 (`train_on_batch` here, `zero_grad/forward/backward/step` there), timed after warm-up steps, in
 one process, alternating rounds so that both see the same machine load. Our side is the model
-exactly as `ph2_tf.train` compiles and runs it: the six segmentation metrics on every step, op
-determinism on, and XLA as `TrainConfig.jit_compile` resolves it. Parameter counts are checked
-equal, so both train the same network. PyTorch is a benchmark dependency only
+exactly as `ph2_tf.training.train` compiles and runs it: the six segmentation metrics on every
+step, op determinism on, and XLA as `TrainConfig.jit_compile` resolves it. Parameter counts are
+checked equal, so both train the same network. PyTorch is a benchmark dependency only
 (`pip install ".[benchmark]"`).
 
     python benchmarks/cpu_vs_torch.py
@@ -24,7 +24,7 @@ import numpy as np
 
 from ph2_tf.models import segnet, unet
 from ph2_tf.models.blocks import scaled
-from ph2_tf.profiles import PROFILES
+from ph2_tf.training.profiles import PROFILES
 
 
 def torch_unet(width):
@@ -106,19 +106,20 @@ def torch_segnet(width):
 
 
 def keras_step(model_name, profile, jit_compile):
-    """A `train_on_batch` closure of our model as `ph2_tf.train` builds it.
+    """A `train_on_batch` closure of our model as `ph2_tf.training.train` builds it.
 
     Args:
         model_name: `'unet'` or `'segnet'`.
-        profile: a `ph2_tf.profiles.Profile`.
+        profile: a `ph2_tf.training.profiles.Profile`.
         jit_compile: `TrainConfig.jit_compile` (None: Keras' auto); True turns op determinism off.
 
     Returns:
         `(step, trainable parameter count, whether Keras compiles the step with XLA)`.
     """
-    from ph2_tf import train
+    from ph2_tf.training import train
+    from ph2_tf.training.config import TrainConfig
 
-    cfg = train.TrainConfig(
+    cfg = TrainConfig(
         model=model_name,
         loss="bce",
         learning_rate=1e-4,

@@ -1,4 +1,4 @@
-"""`tf.data` images/s of `ph2_tf.data.load_split` on the real PH2 training split.
+"""`tf.data` images/s of `ph2_tf.data.pipeline.load_split` on the real PH2 training split.
 
 For each setting, the first pass (TFDS read, decode, resize, cache fill) and the mean of the
 later passes (from the cache; shuffle and augmentation still run) are timed separately. The
@@ -11,8 +11,8 @@ dataset is prepared into `--data-dir` first if needed (not timed). Run from the 
 import argparse
 import time
 
-from ph2_tf import data
-from ph2_tf.augmentation import AUGMENTATIONS
+from ph2_tf.data import pipeline
+from ph2_tf.data.augmentation import AUGMENTATIONS
 
 # (label, image_size, augmentation preset): 128 and 256 read their resized configs; 96 has no
 # resized config, so it decodes the full-size images of `original` and resizes them in the
@@ -28,7 +28,7 @@ SETTINGS = (
 
 def measure(image_size, augmentation, epochs, batch_size, data_dir, manual_dir):
     """(first-pass images/s, later-pass images/s) of the training pipeline."""
-    ds = data.load_split(
+    ds = pipeline.load_split(
         "train",
         image_size=image_size,
         batch_size=batch_size,
@@ -55,8 +55,8 @@ def main():
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2, got {args.epochs}")
-    for config in sorted({data.tfds_config_for(size) for _, size, _ in SETTINGS}):
-        data.load_examples("train", config, data_dir=args.data_dir, manual_dir=args.manual_dir)
+    for config in sorted({pipeline.tfds_config_for(size) for _, size, _ in SETTINGS}):
+        pipeline.load_examples("train", config, data_dir=args.data_dir, manual_dir=args.manual_dir)
     for label, image_size, augmentation in SETTINGS:
         first, later = measure(
             image_size, augmentation, args.epochs, args.batch_size, args.data_dir, args.manual_dir

@@ -15,8 +15,8 @@ training state carried from step to step, and the device is waited for once, at 
 (`queued_images_per_second`). `train_on_batch` pays per step what `fit` does not: it gathers
 every variable into the state and writes it back, and converts the logs to numpy, which waits
 for the device before the next step can be queued. With a step of 10-20 ms on a GPU, that is a
-share of the time that the peer, which queues its steps, does not pay. (`ph2_tf.train`'s check
-for a non-finite loss reads each step's loss, so training waits for each step too, but it does
+share of the time that the peer, which queues its steps, does not pay. (`ph2_tf.training.train`'s
+check for a non-finite loss reads each step's loss, so training waits for each step too, but it does
 not gather and write back the variables.)
 
 Under JAX it turns JAX's persistent compilation cache on (`--compile-cache`), so that a second
@@ -49,14 +49,15 @@ import keras  # noqa: E402
 import trace_summary  # noqa: E402  (beside this file)
 from keras import ops  # noqa: E402
 
-from ph2_tf import accelerators, provenance  # noqa: E402
-from ph2_tf.losses import get_loss  # noqa: E402
-from ph2_tf.metrics import segmentation_metrics  # noqa: E402
+from ph2_tf import provenance  # noqa: E402
+from ph2_tf.evaluation.metrics import segmentation_metrics  # noqa: E402
 from ph2_tf.models import MODEL_NAMES, build_model  # noqa: E402
+from ph2_tf.training import accelerators
+from ph2_tf.training.losses import get_loss  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LEARNING_RATE = 1e-4
-WEIGHT_DECAY = 0.01  # PyTorch's AdamW default, as in training (ph2_tf.train) and the peer
+WEIGHT_DECAY = 0.01  # PyTorch's AdamW default, as in training (ph2_tf.training.train) and the peer
 LOSS = "bce"
 LESION_FRACTION = 0.32  # about PH2's share of lesion pixels
 # Versions beside provenance.PACKAGES that can change a GPU number.

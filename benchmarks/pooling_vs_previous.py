@@ -19,9 +19,9 @@ import ph2_tf  # noqa: F401  (before TensorFlow: oneDNN on, as for training)
 import tensorflow as tf
 
 # isort: on
-from ph2_tf import layers as current
+from ph2_tf.models import layers as current
 from ph2_tf.models.blocks import scaled
-from ph2_tf.profiles import PROFILES
+from ph2_tf.training.profiles import PROFILES
 
 # Filters of the study's SegNet before each of its five poolings.
 POOLED_FILTERS = (64, 128, 256, 512, 512)
@@ -35,10 +35,13 @@ def levels(profile):
 
 def previous_layers(revision):
     source = subprocess.run(
-        ["git", "show", f"{revision}:ph2_tf/layers.py"], capture_output=True, text=True, check=True
+        ["git", "show", f"{revision}:ph2_tf/models/layers.py"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     module = types.ModuleType("previous_layers")
-    exec(compile(source, f"{revision}:ph2_tf/layers.py", "exec"), module.__dict__)
+    exec(compile(source, f"{revision}:ph2_tf/models/layers.py", "exec"), module.__dict__)
     return module
 
 

@@ -1,6 +1,6 @@
 """Time of the mask post-processing (largest component, holes filled) on 768x560 masks.
 
-Times `ph2_tf.postprocessing.largest_component_filled_graph` (TensorFlow ops, as inside a
+Times `ph2_tf.serving.postprocessing.largest_component_filled_graph` (TensorFlow ops, as inside a
 SavedModel exported with `--largest-component`, traced once with unknown sizes) and the NumPy
 reference `largest_component_filled` (scikit-image and SciPy) on masks whose shape sets the
 cost: a disk, a winding mask (smoothed noise at its median: long components and many holes) and
@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
-from ph2_tf.postprocessing import largest_component_filled, largest_component_filled_graph
+from ph2_tf.serving.postprocessing import largest_component_filled, largest_component_filled_graph
 
 HEIGHT, WIDTH = 560, 768
 

@@ -3,8 +3,8 @@
 Times single-image calls of `serving_default` and of `serving_flip_tta` (flip test-time
 augmentation) after `--warmup` untimed ones, resizing inside the graph included. Either of an
 exported model (`--saved-model`), or of an untrained model of a profile's size exported to a
-temporary directory with `ph2_tf.export.export_for_serving` (weights do not change the cost).
-The image is uniform noise unless `--image` names a file: a graph exported with
+temporary directory with `ph2_tf.serving.export.export_for_serving` (weights do not change the
+cost). The image is uniform noise unless `--image` names a file: a graph exported with
 `--largest-component` costs more on a mask in many pieces, which noise can give, so time such
 a model on a real image as well. Run from the repository root on a quiet machine; pin the cores
 with `taskset -c 0,1` to measure "2 CPU cores" on a larger machine:
@@ -28,10 +28,10 @@ import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for serv
 import tensorflow as tf
 
 # isort: on
-from ph2_tf import versions
-from ph2_tf.export import FLIP_TTA_SIGNATURE, INPUT_NAME, SIGNATURE, export_for_serving
 from ph2_tf.models import build_model
-from ph2_tf.profiles import PROFILES
+from ph2_tf.serving import versions
+from ph2_tf.serving.export import FLIP_TTA_SIGNATURE, INPUT_NAME, SIGNATURE, export_for_serving
+from ph2_tf.training.profiles import PROFILES
 
 HEIGHT, WIDTH = 560, 768
 

@@ -3,8 +3,8 @@
 Strategies: the default one, `OneDeviceStrategy` on the first device, and `MirroredStrategy` over
 all GPUs or, without GPUs, over `--cpu-replicas` logical CPU devices (they share the same cores,
 so this measures the strategy's overhead, not a speed-up). The model is built and compiled by
-`ph2_tf.train.build_and_compile` (AdamW, the loss, the metrics) on random data of the profile's
-size; the first `--warmup` steps (tracing) are not timed. Run from the repository root:
+`ph2_tf.training.train.build_and_compile` (AdamW, the loss, the metrics) on random data of the
+profile's size; the first `--warmup` steps (tracing) are not timed. Run from the repository root:
 
     PYTHONPATH=. .venv/bin/python benchmarks/strategy_throughput.py --profile small --model unet
 """
@@ -40,7 +40,7 @@ def strategies(cpu_replicas):
 
 def images_per_second(strategy, cfg, warmup, steps):
     """Mean training images/s of `steps` fit steps after `warmup` untimed ones."""
-    from ph2_tf import train
+    from ph2_tf.training import train
 
     train.set_seeds(cfg.seed, deterministic=False)
     with strategy.scope():
@@ -65,8 +65,8 @@ def main():
     args = parser.parse_args()
     configure_devices(args.cpu_replicas)
 
-    from ph2_tf.profiles import PROFILES
-    from ph2_tf.train import TrainConfig
+    from ph2_tf.training.config import TrainConfig
+    from ph2_tf.training.profiles import PROFILES
 
     profile = PROFILES[args.profile]
     cfg = TrainConfig(

@@ -13,7 +13,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import cpu_vs_torch  # noqa: E402  (the sibling script, not a package)
 
-from ph2_tf.profiles import PROFILES  # noqa: E402
+from ph2_tf.training.profiles import PROFILES  # noqa: E402
 
 if __name__ == "__main__":
     profile = PROFILES["small"]

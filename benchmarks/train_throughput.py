@@ -21,10 +21,10 @@ import ph2_tf  # noqa: F401  (before TensorFlow, which keras imports: it turns o
 import keras
 
 # isort: on
-from ph2_tf.losses import get_loss, num_classes_for
-from ph2_tf.metrics import segmentation_metrics
+from ph2_tf.evaluation.metrics import segmentation_metrics
 from ph2_tf.models import MODEL_NAMES, build_model
-from ph2_tf.profiles import PROFILES
+from ph2_tf.training.losses import get_loss, num_classes_for
+from ph2_tf.training.profiles import PROFILES
 
 WARMUP_STEPS = 2
 TIMED_STEPS = 3
@@ -37,8 +37,8 @@ def measure(model_name, profile, loss, warmup_steps, timed_steps, jit_compile, s
 
     Args:
         model_name: One of `MODEL_NAMES`.
-        profile: A `ph2_tf.profiles.Profile` (image size, width, batch size).
-        loss: A loss name of `ph2_tf.losses.LOSS_NAMES`.
+        profile: A `ph2_tf.training.profiles.Profile` (image size, width, batch size).
+        loss: A loss name of `ph2_tf.training.losses.LOSS_NAMES`.
         warmup_steps: Untimed steps first (at least 1: the first step compiles).
         timed_steps: Timed steps.
         jit_compile: Passed to `model.compile`: True, False or 'auto' (Keras: XLA only on GPU).

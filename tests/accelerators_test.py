@@ -1,4 +1,6 @@
-"""Tests of ph2_tf.accelerators: counting accelerators, JAX's persistent compilation cache."""
+"""Tests of ph2_tf.training.accelerators: counting accelerators, JAX's persistent compilation
+cache.
+"""
 
 import importlib.util
 import json
@@ -8,7 +10,7 @@ import keras
 import pytest
 from conftest import run_python, subprocess_env
 
-from ph2_tf import accelerators
+from ph2_tf.training import accelerators
 
 needs_jax = pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="jax is not installed"
@@ -25,7 +27,7 @@ _JAX_CHILD = textwrap.dedent(
     import jax
     import jax.numpy as jnp
 
-    from ph2_tf import accelerators
+    from ph2_tf.training import accelerators
 
     enabled = accelerators.enable_jax_compilation_cache(sys.argv[1])
 

@@ -1,10 +1,12 @@
-"""Tests of ph2_tf.augmentation: geometric consistency, photometric properties, seeding, errors."""
+"""Tests of ph2_tf.data.augmentation: geometric consistency, photometric properties, seeding,
+errors.
+"""
 
 import numpy as np
 import pytest
 
-from ph2_tf import arrays
-from ph2_tf.augmentation import AUGMENTATIONS, Augmentation, augment_batch, get_augmentation
+from ph2_tf.data import arrays
+from ph2_tf.data.augmentation import AUGMENTATIONS, Augmentation, augment_batch, get_augmentation
 
 SIZE = 48
 

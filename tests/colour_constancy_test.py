@@ -1,14 +1,17 @@
-"""Tests of ph2_tf.colour_constancy: values against numpy, cast invariance, saving, serving."""
+"""Tests of ph2_tf.models.colour_constancy: values against numpy, cast invariance, saving,
+serving.
+"""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ph2_tf import export, preprocessing
-from ph2_tf.colour_constancy import ShadesOfGrey
-from ph2_tf.heads import lesion_probability
+from ph2_tf.data import preprocessing
 from ph2_tf.models import build_model
+from ph2_tf.models.colour_constancy import ShadesOfGrey
+from ph2_tf.models.heads import lesion_probability
+from ph2_tf.serving import export
 
 
 def numpy_shades_of_grey(images, power=6.0):

@@ -117,7 +117,7 @@ def ph2_prepared(tmp_path_factory):
         The TFDS data directory, as a string.
     """
     import tfds_ph2
-    from ph2_tf import prepare
+    from ph2_tf.data import prepare
 
     data_dir = str(tmp_path_factory.mktemp("prepared"))
     prepare.prepare(

@@ -1,18 +1,20 @@
-"""Tests of ph2_tf.data: TFDS config choice, pipeline shapes and values, shuffling, augmentation."""
+"""Tests of ph2_tf.data.pipeline: TFDS config choice, pipeline shapes and values, shuffling,
+augmentation.
+"""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ph2_tf import data
-from ph2_tf.augmentation import AUGMENTATIONS
+from ph2_tf.data import pipeline
+from ph2_tf.data.augmentation import AUGMENTATIONS
 
 SIZE = 32
 
 
 def split_arrays(ph2_dummy, split, **kwargs):
     """All `(images, masks)` of one pass over `load_split`, as concatenated NumPy arrays."""
-    ds = data.load_split(
+    ds = pipeline.load_split(
         split,
         image_size=SIZE,
         batch_size=4,
@@ -28,19 +30,19 @@ def split_arrays(ph2_dummy, split, **kwargs):
     ("image_size", "config"), [(128, "resized_128"), (256, "resized_256"), (64, "original")]
 )
 def test_tfds_config_for(image_size, config):
-    assert data.tfds_config_for(image_size) == config
+    assert pipeline.tfds_config_for(image_size) == config
 
 
 @pytest.mark.parametrize(("name", "value"), [("image_size", 0), ("batch_size", 2.5)])
 def test_load_split_rejects_bad_sizes(name, value):
     kwargs = {"image_size": SIZE, "batch_size": 4, name: value}
     with pytest.raises(ValueError, match=f"{name} must be a positive int, got {value}"):
-        data.load_split("train", **kwargs)
+        pipeline.load_split("train", **kwargs)
 
 
 def test_eval_pipeline_shapes_values_and_order(ph2_dummy):
     images, masks = split_arrays(ph2_dummy, "validation")
-    examples = data.load_examples("validation", data_dir=ph2_dummy.data_dir)
+    examples = pipeline.load_examples("validation", data_dir=ph2_dummy.data_dir)
     assert len(images) == len(masks) == int(examples.cardinality())
     assert images.shape[1:] == (SIZE, SIZE, 3) and images.dtype == np.float32
     assert masks.shape[1:] == (SIZE, SIZE, 1) and masks.dtype == np.float32
@@ -60,7 +62,7 @@ def test_training_shuffle_is_seeded_and_changes_each_epoch(ph2_dummy):
         return [int(np.argmin(np.abs(reference - image).sum(axis=(1, 2, 3)))) for image in images]
 
     assert sorted(order(first)) == list(range(len(reference)))  # a permutation of the split
-    ds = data.load_split(
+    ds = pipeline.load_split(
         "train",
         image_size=SIZE,
         batch_size=64,
@@ -88,7 +90,7 @@ def test_tf_data_augments_with_the_numpy_definition():
     mask = lesion[..., None].astype(np.float32)
     augmentation = AUGMENTATIONS["all"]
     for seed in ([0, 7], [-3, 2**40]):
-        outputs = data.augment_example(
+        outputs = pipeline.augment_example(
             augmentation, tf.constant(image), tf.constant(mask), tf.constant(seed, tf.int64)
         )
         expected = augmentation(
@@ -101,7 +103,7 @@ def test_tf_data_augments_with_the_numpy_definition():
 
 def test_distributed_dataset_through_a_strategy(ph2_dummy):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    ds = data.load_split(
+    ds = pipeline.load_split(
         "test", image_size=SIZE, batch_size=2, data_dir=ph2_dummy.data_dir, strategy=strategy
     )
     assert isinstance(ds, tf.distribute.DistributedDataset)

@@ -1,4 +1,6 @@
-"""Tests of ph2_tf.export: TF Serving layout, signature, servability from a fresh process."""
+"""Tests of ph2_tf.serving.export: TF Serving layout, signature, servability from a fresh
+process.
+"""
 
 import json
 import subprocess
@@ -10,11 +12,12 @@ import tensorflow as tf
 from conftest import SCRIPTS_DIR, run_python, subprocess_env
 from folding_test import randomise_batch_norm
 
-from ph2_tf import export, preprocessing, versions
-from ph2_tf.folding import fold_batch_normalization
-from ph2_tf.heads import lesion_probability
+from ph2_tf.data import preprocessing
 from ph2_tf.models import build_model
-from ph2_tf.postprocessing import largest_component_filled
+from ph2_tf.models.heads import lesion_probability
+from ph2_tf.serving import export, versions
+from ph2_tf.serving.folding import fold_batch_normalization
+from ph2_tf.serving.postprocessing import largest_component_filled
 
 IMAGE_SIZE = 64
 HEIGHT, WIDTH = 561, 767

@@ -1,10 +1,10 @@
-"""Tests of ph2_tf.external: evaluation pairs from PH2 and from ISIC-layout folders."""
+"""Tests of ph2_tf.data.external: evaluation pairs from PH2 and from ISIC-layout folders."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ph2_tf import external
+from ph2_tf.data import external
 
 
 def _write_case(directory, stem, size=(8, 6), mask_size=None):

@@ -1,11 +1,13 @@
-"""Tests of ph2_tf.folding: BatchNormalization merged into convolutions, same inference output."""
+"""Tests of ph2_tf.serving.folding: BatchNormalization merged into convolutions, same inference
+output.
+"""
 
 import keras
 import numpy as np
 import pytest
 
-from ph2_tf.folding import fold_batch_normalization
 from ph2_tf.models import build_model
+from ph2_tf.serving.folding import fold_batch_normalization
 
 RNG = np.random.default_rng(0)
 

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from conftest import run_without_tensorflow
 
-from ph2_tf import data, export, train
+from ph2_tf.data import pipeline
+from ph2_tf.serving import export
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.runs import CONFIG_FILE, load_trained, read_log
 
 pytest.importorskip("jax")
 
@@ -50,9 +53,9 @@ def jax_run(ph2_prepared, tmp_path_factory):
 def test_train_on_jax_writes_a_complete_run(jax_run):
     run_dir, predictions = jax_run
     assert str(predictions["backend"]) == "jax"
-    history = train.read_log(run_dir)
+    history = read_log(run_dir)
     assert history["epoch"] == [0, 1] and all(np.isfinite(history["loss"]))
-    cfg = train.TrainConfig.load(run_dir / train.CONFIG_FILE)
+    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
     assert (cfg.image_size, cfg.augment, cfg.colour_constancy) == (32, "all", True)
     assert cfg.ema_momentum == 0.9
     assert not (run_dir / "tensorboard").exists()  # Keras' callback needs TensorFlow
@@ -61,7 +64,7 @@ def test_train_on_jax_writes_a_complete_run(jax_run):
 def test_preprocessing_is_the_same_on_both_backends(jax_run, ph2_prepared):
     _, predictions = jax_run
     images, masks = next(
-        iter(data.load_split("test", image_size=32, batch_size=100, data_dir=ph2_prepared))
+        iter(pipeline.load_split("test", image_size=32, batch_size=100, data_dir=ph2_prepared))
     )
     # Both resize the full-size `original` images (anti-aliased bilinear, rounded to uint8).
     # JAX and TensorFlow implement the resize separately: a value within float32 rounding of a
@@ -78,7 +81,7 @@ def test_weights_trained_on_jax_export_to_tf_serving(jax_run, tmp_path):
 
     run_dir, predictions = jax_run
     uint8, jax_logits = predictions["uint8"], predictions["logits"]
-    model, _ = train.load_trained(run_dir)
+    model, _ = load_trained(run_dir)
     logits = keras.ops.convert_to_numpy(model(uint8 / np.float32(255), training=False))
     np.testing.assert_allclose(logits, jax_logits, rtol=0, atol=1e-4)
 

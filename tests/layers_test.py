@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ph2_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from ph2_tf.models.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 
 def _random_input(shape, seed=0):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from ph2_tf.losses import LOSS_NAMES, get_loss, num_classes_for
+from ph2_tf.training.losses import LOSS_NAMES, get_loss, num_classes_for
 
 
 def _data(channels=1, seed=0):

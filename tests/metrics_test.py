@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from ph2_tf.metrics import (
+from ph2_tf.evaluation.metrics import (
     METRIC_NAMES,
     SegmentationScore,
     compute_metrics,
@@ -128,9 +128,9 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from ph2_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
-    from ph2_tf.losses import get_loss
-    from ph2_tf.metrics import compute_metrics, segmentation_metrics
+    from ph2_tf.models.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+    from ph2_tf.training.losses import get_loss
+    from ph2_tf.evaluation.metrics import compute_metrics, segmentation_metrics
 
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

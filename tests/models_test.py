@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ph2_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
-from ph2_tf.losses import LOSS_NAMES, get_loss, num_classes_for
-from ph2_tf.metrics import segmentation_metrics
+from ph2_tf.evaluation.metrics import segmentation_metrics
 from ph2_tf.models import MODEL_NAMES, build_model
+from ph2_tf.models.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from ph2_tf.training.losses import LOSS_NAMES, get_loss, num_classes_for
 
 TINY_WIDTH = 0.125
 

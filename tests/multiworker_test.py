@@ -1,4 +1,6 @@
-"""A two-worker MultiWorkerMirroredStrategy run on localhost, through `ph2_tf.train.train`."""
+"""A two-worker MultiWorkerMirroredStrategy run on localhost, through
+`ph2_tf.training.train.train`.
+"""
 
 import json
 import socket
@@ -9,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, SCRIPTS_DIR, subprocess_env
 
-from ph2_tf import train
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.runs import BEST_MODEL_FILE, read_log
 
 NUM_WORKERS = 2
 
@@ -29,7 +32,7 @@ def free_ports(count):
 # Also with a moving average of the weights, which each worker swaps in to validate and save.
 @pytest.mark.parametrize("ema_momentum", [None, 0.9])
 def test_two_workers_finish_an_epoch_with_equal_weights(ph2_dummy, tmp_path, ema_momentum):
-    cfg = train.TrainConfig(
+    cfg = TrainConfig(
         model="unet",
         loss="bce",
         epochs=1,
@@ -72,11 +75,11 @@ def test_two_workers_finish_an_epoch_with_equal_weights(ph2_dummy, tmp_path, ema
         assert worker.returncode == 0, output
 
     chief_dir = tmp_path / "run"
-    logs = [train.read_log(chief_dir), train.read_log(chief_dir / "worker_1")]
+    logs = [read_log(chief_dir), read_log(chief_dir / "worker_1")]
     for log in logs:
         assert log["epoch"] == [0]  # epoch 0 finished and logged
     assert logs[0]["val_loss"] == pytest.approx(logs[1]["val_loss"], rel=1e-6)
-    assert (chief_dir / train.BEST_MODEL_FILE).exists()
+    assert (chief_dir / BEST_MODEL_FILE).exists()
     first, second = (np.load(tmp_path / f"weights_{i}.npz") for i in range(NUM_WORKERS))
     for key in first.files:
         np.testing.assert_allclose(first[key], second[key], rtol=0, atol=1e-6)

@@ -1,12 +1,12 @@
-"""Tests of ph2_tf.postprocessing: masks whose answer is known by construction, and the graph
-version against the scikit-image/SciPy reference on random masks."""
+"""Tests of ph2_tf.serving.postprocessing: masks whose answer is known by construction, and the
+graph version against the scikit-image/SciPy reference on random masks."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from ph2_tf.postprocessing import largest_component_filled, largest_component_filled_graph
+from ph2_tf.serving.postprocessing import largest_component_filled, largest_component_filled_graph
 
 
 def graph_version(mask):

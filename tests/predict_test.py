@@ -15,9 +15,10 @@ from conftest import run_python
 from PIL import Image
 from scipy import ndimage
 
-from ph2_tf import cli, export
+from ph2_tf import cli
 from ph2_tf.models import build_model
-from ph2_tf.postprocessing import largest_component_filled
+from ph2_tf.serving import export
+from ph2_tf.serving.postprocessing import largest_component_filled
 
 RNG = np.random.default_rng(0)
 HEIGHT, WIDTH = 40, 56

@@ -1,4 +1,6 @@
-"""`ph2_tf.prepare` and `ph2_tf.sources` on the dummy PH2 data: one data dir, both readers."""
+"""`ph2_tf.data.prepare` and `ph2_tf.data.sources` on the dummy PH2 data: one data dir, both
+readers.
+"""
 
 import json
 import shutil
@@ -10,7 +12,8 @@ import tensorflow_datasets as tfds
 from conftest import run_without_tensorflow
 
 import tfds_ph2
-from ph2_tf import cli, prepare, sources
+from ph2_tf import cli
+from ph2_tf.data import prepare, sources
 
 VERSION = str(tfds_ph2.ph2.Builder.VERSION)
 
@@ -179,7 +182,7 @@ def test_data_source_works_without_tensorflow(prepared, tmp_path):
         textwrap.dedent(
             f"""
             import json
-            from ph2_tf import sources
+            from ph2_tf.data import sources
 
             source = sources.data_source("test", "resized_128", data_dir={str(data_dir)!r})
             examples = list(source)

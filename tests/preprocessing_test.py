@@ -4,8 +4,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ph2_tf import arrays, evaluate, export, preprocessing
+from ph2_tf.data import arrays, preprocessing
+from ph2_tf.evaluation import evaluate
 from ph2_tf.models import build_model
+from ph2_tf.serving import export
 
 
 def test_resizing_an_image_to_its_own_size_keeps_it():

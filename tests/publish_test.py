@@ -1,4 +1,6 @@
-"""Tests of ph2_tf.publish: a served model is replaced only by a better one, measured as served."""
+"""Tests of ph2_tf.serving.publish: a served model is replaced only by a better one, measured as
+served.
+"""
 
 import json
 import pathlib
@@ -10,8 +12,11 @@ import tensorflow as tf
 from conftest import REPO_ROOT
 from folding_test import randomise_batch_norm
 
-from ph2_tf import cli, export, publish, train, versions
+from ph2_tf import cli
 from ph2_tf.models import build_model
+from ph2_tf.serving import export, publish, versions
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE
 
 IMAGE_SIZE = 32
 
@@ -108,9 +113,9 @@ def test_export_if_better_publishes_a_run_only_when_it_beats_the_served_version(
     def export_run(logit, name):
         run_dir = tmp_path / name
         run_dir.mkdir()
-        constant_model(logit).save(run_dir / train.BEST_MODEL_FILE)
-        train.TrainConfig(image_size=IMAGE_SIZE, data_dir=str(ph2_dummy.data_dir)).save(
-            run_dir / train.CONFIG_FILE
+        constant_model(logit).save(run_dir / BEST_MODEL_FILE)
+        TrainConfig(image_size=IMAGE_SIZE, data_dir=str(ph2_dummy.data_dir)).save(
+            run_dir / CONFIG_FILE
         )
         status = cli.main(
             ["export", "--run-dir", str(run_dir), "--model-name", "ph2_unet"]
@@ -131,8 +136,8 @@ def test_export_if_better_publishes_a_run_only_when_it_beats_the_served_version(
 def test_export_if_better_refuses_a_version(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    constant_model(1.0).save(run_dir / train.BEST_MODEL_FILE)
-    train.TrainConfig(image_size=IMAGE_SIZE).save(run_dir / train.CONFIG_FILE)
+    constant_model(1.0).save(run_dir / BEST_MODEL_FILE)
+    TrainConfig(image_size=IMAGE_SIZE).save(run_dir / CONFIG_FILE)
     status = cli.main(["export", "--run-dir", str(run_dir), "--if-better", "--version", "3"])
     assert status == 2
     assert "--if-better picks the version itself; drop --version 3" in capsys.readouterr().err
@@ -144,10 +149,10 @@ def test_export_from_saved_model_serves_the_same_model_as_a_new_version(
     base_dir, run_dir = tmp_path / "saved_models", tmp_path / "run"
     run_dir.mkdir()
     model = build_model("segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
-    randomise_batch_norm(model).save(run_dir / train.BEST_MODEL_FILE)
-    train.TrainConfig(
+    randomise_batch_norm(model).save(run_dir / BEST_MODEL_FILE)
+    TrainConfig(
         model="segnet", image_size=IMAGE_SIZE, width=0.125, data_dir=str(ph2_dummy.data_dir)
-    ).save(run_dir / train.CONFIG_FILE)
+    ).save(run_dir / CONFIG_FILE)
     common = ["--base-dir", str(base_dir), "--model-name", "ph2_segnet"]
     assert cli.main(["export", "--run-dir", str(run_dir), "--if-better", *common]) in (0, None)
     first = base_dir / "ph2_segnet" / "1"
@@ -199,10 +204,8 @@ def test_export_from_saved_model_if_better_publishes_a_better_serving_graph(
 ):
     base_dir, run_dir = tmp_path / "saved_models", tmp_path / "run"
     run_dir.mkdir()
-    constant_model(0.0).save(run_dir / train.BEST_MODEL_FILE)  # probability 0.5 everywhere
-    train.TrainConfig(image_size=IMAGE_SIZE, data_dir=str(ph2_dummy.data_dir)).save(
-        run_dir / train.CONFIG_FILE
-    )
+    constant_model(0.0).save(run_dir / BEST_MODEL_FILE)  # probability 0.5 everywhere
+    TrainConfig(image_size=IMAGE_SIZE, data_dir=str(ph2_dummy.data_dir)).save(run_dir / CONFIG_FILE)
     common = ["--base-dir", str(base_dir), "--model-name", "ph2_unet", "--if-better"]
 
     def export_json(*args):

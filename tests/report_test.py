@@ -1,6 +1,6 @@
-"""The comparison table of `ph2_tf.report`."""
+"""The comparison table of `ph2_tf.experiments.report`."""
 
-from ph2_tf import report
+from ph2_tf.experiments import report
 
 
 def test_markdown_names_the_configurations_that_have_no_record_yet(tmp_path):

@@ -1,4 +1,6 @@
-"""Tests of ph2_tf.soup: weight means of fine-tuned runs, chosen greedily on validation."""
+"""Tests of ph2_tf.experiments.soup: weight means of fine-tuned runs, chosen greedily on
+validation.
+"""
 
 import json
 
@@ -7,8 +9,12 @@ import numpy as np
 import pytest
 from publish_test import IMAGE_SIZE, constant_model
 
-from ph2_tf import cli, publish, soup, train
+from ph2_tf import cli
+from ph2_tf.experiments import soup
 from ph2_tf.models import build_model
+from ph2_tf.serving import publish
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, load_trained
 
 
 def ingredient(name, *values):
@@ -61,15 +67,15 @@ def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, t
     base_dir = tmp_path / "saved_models"
     start = tmp_path / "start.keras"
     constant_model(0.0).save(start)
-    config = train.TrainConfig(
+    config = TrainConfig(
         image_size=IMAGE_SIZE, width=0.125, data_dir=ph2_dummy.data_dir, init_from=str(start)
     )
 
     def run(logit, name):
         run_dir = tmp_path / name
         run_dir.mkdir()
-        constant_model(logit).save(run_dir / train.BEST_MODEL_FILE)
-        config.save(run_dir / train.CONFIG_FILE)
+        constant_model(logit).save(run_dir / BEST_MODEL_FILE)
+        config.save(run_dir / CONFIG_FILE)
         return run_dir
 
     export_args = ["--model-name", "ph2_unet", "--base-dir", str(base_dir), "--if-better"]
@@ -88,7 +94,7 @@ def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, t
     record = json.loads((out_dir / soup.SOUP_FILE).read_text())
     assert [step["kept"] for step in record["steps"]] == [True, True, False]
     assert record["steps"][2]["soup_score"] == 0.0 < record["validation_jaccard"]
-    model, cfg = train.load_trained(out_dir)
+    model, cfg = load_trained(out_dir)
     assert cfg.image_size == IMAGE_SIZE and cfg.out_dir == str(out_dir) and cfg.init_from is None
     assert record["configs"][runs[0]]["init_from"] == str(start)
     ingredients = [soup.load_ingredient(path) for path in runs[:2]]
@@ -110,11 +116,11 @@ def test_a_version_with_folded_batch_norm_is_refused(ph2_dummy, tmp_path):
     run_dir, base_dir = tmp_path / "run", tmp_path / "saved_models"
     run_dir.mkdir()
     build_model("segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125).save(
-        run_dir / train.BEST_MODEL_FILE
+        run_dir / BEST_MODEL_FILE
     )
-    train.TrainConfig(
+    TrainConfig(
         model="segnet", image_size=IMAGE_SIZE, width=0.125, data_dir=ph2_dummy.data_dir
-    ).save(run_dir / train.CONFIG_FILE)
+    ).save(run_dir / CONFIG_FILE)
     args = ["--run-dir", str(run_dir), "--base-dir", str(base_dir), "--model-name", "segnet"]
     assert cli.main(["export", *args, "--if-better"]) in (0, None)
     assert len(soup.load_ingredient(run_dir).weights) > 0

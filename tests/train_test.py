@@ -1,4 +1,6 @@
-"""Tests of ph2_tf.train: strategy choice, MirroredStrategy equivalence, reproducibility, resume."""
+"""Tests of ph2_tf.training.train: strategy choice, MirroredStrategy equivalence, reproducibility,
+resume.
+"""
 
 import csv
 import dataclasses
@@ -9,15 +11,24 @@ import numpy as np
 import pytest
 from conftest import SCRIPTS_DIR, run_python
 
-from ph2_tf import train
-from ph2_tf.profiles import PROFILES
+from ph2_tf.training import train
+from ph2_tf.training.callbacks import (
+    EpochLog,
+    TrainingDivergedError,
+    ValidateAveragedWeights,
+    make_callbacks,
+)
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.distribute import check_multi_worker_patch_applies, get_strategy
+from ph2_tf.training.profiles import PROFILES
+from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, EPOCH_SECONDS, LOG_FILE, read_log
 
 TINY = dict(model="unet", loss="bce", image_size=32, width=0.125, batch_size=4)
 
 
 def tiny_config(ph2_dummy, out_dir, **overrides):
     """A `TrainConfig` for the dummy data, small enough for CI."""
-    return train.TrainConfig(
+    return TrainConfig(
         **{
             **TINY,
             "epochs": 1,
@@ -41,7 +52,7 @@ def run_training(cfg, tmp_path, name, kill_after=None, check=True):
 
 def logged_epochs(out_dir):
     """Epoch numbers (0-based) in a run's CSV log."""
-    with (out_dir / train.LOG_FILE).open(newline="") as f:
+    with (out_dir / LOG_FILE).open(newline="") as f:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
@@ -51,45 +62,45 @@ def test_get_strategy_without_gpu_or_tf_config_is_default(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     if tf.config.list_logical_devices("GPU"):
         pytest.skip("checks the CPU-only choice")
-    strategy = train.get_strategy()
+    strategy = get_strategy()
     assert strategy is tf.distribute.get_strategy()
     assert strategy.num_replicas_in_sync == 1
 
 
 def test_config_round_trip(tmp_path):
-    cfg = train.TrainConfig(
+    cfg = TrainConfig(
         model="segnet", loss="dice", augment="all", colour_constancy=True, out_dir=str(tmp_path)
     )
     cfg.save(tmp_path / "config.json")
-    assert train.TrainConfig.load(tmp_path / "config.json") == cfg
+    assert TrainConfig.load(tmp_path / "config.json") == cfg
 
 
 def test_config_of_a_finished_run_loads_after_its_init_from_is_deleted(tmp_path):
     start = tmp_path / "start.keras"
     start.write_bytes(b"")  # the config checks only that the file exists
-    train.TrainConfig(out_dir=str(tmp_path), init_from=str(start)).save(tmp_path / "config.json")
+    TrainConfig(out_dir=str(tmp_path), init_from=str(start)).save(tmp_path / "config.json")
     start.unlink()
-    assert train.TrainConfig.load(tmp_path / "config.json").init_from == str(start)
+    assert TrainConfig.load(tmp_path / "config.json").init_from == str(start)
     with pytest.raises(ValueError, match="init_from must be None or an existing .keras file"):
-        train.TrainConfig(init_from=str(start))
+        TrainConfig(init_from=str(start))
 
 
 @pytest.mark.parametrize(("written", "loaded"), [(True, "all"), (False, "none")])
 def test_config_written_with_augment_on_or_off_loads_as_a_preset(tmp_path, written, loaded):
     path = tmp_path / "config.json"
-    fields = dataclasses.asdict(train.TrainConfig(out_dir=str(tmp_path)))
+    fields = dataclasses.asdict(TrainConfig(out_dir=str(tmp_path)))
     path.write_text(json.dumps({**fields, "augment": written}))
-    assert train.TrainConfig.load(path).augment == loaded
+    assert TrainConfig.load(path).augment == loaded
 
 
 def test_config_refuses_unknown_augmentation():
     with pytest.raises(ValueError, match="augment must be one of .*'all'.*, received 'strong'"):
-        train.TrainConfig(augment="strong")
+        TrainConfig(augment="strong")
 
 
 @pytest.mark.filterwarnings("ignore:tensorboard is not installed")
 def test_make_callbacks_lists_the_required_callbacks(tmp_path):
-    callbacks = train.make_callbacks(train.TrainConfig(), tmp_path / "run")
+    callbacks = make_callbacks(TrainConfig(), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
     # The non-finite check must run before anything of an epoch is written.
     assert names[:4] == ["StopOnNonFinite", "EpochLog", "BackupAndRestore", "ModelCheckpoint"]
@@ -100,7 +111,7 @@ def test_make_callbacks_lists_the_required_callbacks(tmp_path):
 
 
 def test_make_callbacks_with_weight_averaging_validates_and_saves_the_average(tmp_path):
-    callbacks = train.make_callbacks(train.TrainConfig(ema_momentum=0.99), tmp_path / "run")
+    callbacks = make_callbacks(TrainConfig(ema_momentum=0.99), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
     assert names[:4] == [
         "StopOnNonFinite",
@@ -113,7 +124,7 @@ def test_make_callbacks_with_weight_averaging_validates_and_saves_the_average(tm
 
 @pytest.mark.filterwarnings("ignore:tensorboard is not installed")
 def test_make_callbacks_without_checkpoints_writes_no_model(tmp_path):
-    callbacks = train.make_callbacks(train.TrainConfig(checkpoints=False), tmp_path / "run")
+    callbacks = make_callbacks(TrainConfig(checkpoints=False), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
     assert names[:2] == ["StopOnNonFinite", "EpochLog"]
     assert not {"BackupAndRestore", "ModelCheckpoint"} & set(names)
@@ -121,12 +132,12 @@ def test_make_callbacks_without_checkpoints_writes_no_model(tmp_path):
 
 def test_config_refuses_non_bool_checkpoints():
     with pytest.raises(ValueError, match="checkpoints must be True or False, received 'no'"):
-        train.TrainConfig(checkpoints="no")
+        TrainConfig(checkpoints="no")
 
 
 def test_default_config_is_the_small_profile():
     small = PROFILES["small"]
-    cfg = train.TrainConfig()
+    cfg = TrainConfig()
     assert (cfg.image_size, cfg.width, cfg.batch_size) == (
         small.image_size,
         small.width,
@@ -156,26 +167,26 @@ def test_default_config_is_the_small_profile():
 )
 def test_config_refuses_invalid_values(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
-        train.TrainConfig(**{field: value})
+        TrainConfig(**{field: value})
 
 
 def test_config_refuses_xla_with_op_determinism_on_tensorflow():
     # Keras would silently train without XLA: say so instead.
     with pytest.raises(ValueError, match="^jit_compile must be False or None while deterministic"):
-        train.TrainConfig(jit_compile=True)
-    assert train.TrainConfig(jit_compile=True, deterministic=False).jit_compile is True
+        TrainConfig(jit_compile=True)
+    assert TrainConfig(jit_compile=True, deterministic=False).jit_compile is True
 
 
 def test_config_written_with_the_old_xla_default_loads_as_auto(tmp_path):
-    fields = json.loads(json.dumps(train.TrainConfig().__dict__))
+    fields = json.loads(json.dumps(TrainConfig().__dict__))
     (tmp_path / "config.json").write_text(json.dumps({**fields, "jit_compile": True}))
-    assert train.TrainConfig.load(tmp_path / "config.json").jit_compile is None
+    assert TrainConfig.load(tmp_path / "config.json").jit_compile is None
 
 
 def saved_tiny_model(tmp_path, seed, **overrides):
     """Builds a tiny model from `seed`, moves its BatchNorm statistics, saves it as `.keras`."""
     train.set_seeds(seed)
-    model = train.build_and_compile(train.TrainConfig(**{**TINY, **overrides}))
+    model = train.build_and_compile(TrainConfig(**{**TINY, **overrides}))
     for weight in model.non_trainable_weights:  # not left at their initial zeros and ones
         weight.assign(np.full(weight.shape, 0.5, dtype="float32"))
     path = tmp_path / f"seed{seed}.keras"
@@ -186,9 +197,9 @@ def saved_tiny_model(tmp_path, seed, **overrides):
 def test_init_from_starts_with_the_saved_weights(tmp_path):
     saved, path = saved_tiny_model(tmp_path, seed=1)
     train.set_seeds(2)
-    fresh = train.build_and_compile(train.TrainConfig(**TINY))
+    fresh = train.build_and_compile(TrainConfig(**TINY))
     train.set_seeds(2)
-    warm = train.build_and_compile(train.TrainConfig(**TINY, init_from=str(path)))
+    warm = train.build_and_compile(TrainConfig(**TINY, init_from=str(path)))
     assert len(warm.weights) == len(saved.weights)
     for w_warm, w_saved in zip(warm.weights, saved.weights, strict=True):
         np.testing.assert_array_equal(w_warm.numpy(), w_saved.numpy(), err_msg=w_warm.path)
@@ -201,20 +212,20 @@ def test_init_from_starts_with_the_saved_weights(tmp_path):
 def test_init_from_refuses_another_model(tmp_path):
     _, path = saved_tiny_model(tmp_path, seed=1, width=0.25)
     with pytest.raises(ValueError, match=r"init_from '.*seed1\.keras' holds a different model"):
-        train.build_and_compile(train.TrainConfig(**TINY, init_from=str(path)))
+        train.build_and_compile(TrainConfig(**TINY, init_from=str(path)))
 
 
 @pytest.mark.parametrize("name", ["missing.keras", "weights.npz"])
 def test_config_refuses_init_from_that_is_not_a_keras_file(tmp_path, name):
     (tmp_path / "weights.npz").write_bytes(b"")
     with pytest.raises(ValueError, match="^init_from must be None or an existing .keras file"):
-        train.TrainConfig(init_from=str(tmp_path / name))
+        TrainConfig(init_from=str(tmp_path / name))
 
 
 def test_first_fit_traces_the_training_step_once():
     import keras
 
-    cfg = train.TrainConfig(**{**TINY, "loss": "cross_entropy"})  # 2-class head, 1-channel masks
+    cfg = TrainConfig(**{**TINY, "loss": "cross_entropy"})  # 2-class head, 1-channel masks
     model = train.build_and_compile(cfg)
     traces = []
     step = model.train_step
@@ -230,26 +241,26 @@ def test_first_fit_traces_the_training_step_once():
 
 def test_multi_worker_patch_matches_the_installed_keras():
     # Fails on a Keras upgrade: recheck the private-API workaround, then widen the range.
-    train.check_multi_worker_patch_applies()
+    check_multi_worker_patch_applies()
     with pytest.raises(RuntimeError, match="installed: 3.99.0"):
-        train.check_multi_worker_patch_applies("3.99.0")
+        check_multi_worker_patch_applies("3.99.0")
 
 
 def test_epoch_log_drops_rows_the_restored_state_does_not_include(tmp_path):
-    epoch_log = train.EpochLog(tmp_path)
+    epoch_log = EpochLog(tmp_path)
     for epoch in range(3):
         epoch_log.on_epoch_begin(epoch)
         epoch_log.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
-    assert train.read_log(tmp_path)["epoch"] == [0, 1, 2]
+    assert read_log(tmp_path)["epoch"] == [0, 1, 2]
 
     # A restart whose backup holds epochs 0..1 (killed after epoch 2's row, before its backup).
-    resumed = train.EpochLog(tmp_path)
+    resumed = EpochLog(tmp_path)
     resumed.on_epoch_begin(2)
     resumed.on_epoch_end(2, {"loss": 0.25})
-    history = train.read_log(tmp_path)
+    history = read_log(tmp_path)
     assert history["epoch"] == [0, 1, 2]
     assert history["loss"] == [1.0, 0.5, 0.25]
-    assert all(seconds >= 0 for seconds in history[train.EPOCH_SECONDS])
+    assert all(seconds >= 0 for seconds in history[EPOCH_SECONDS])
 
 
 def test_diverging_run_raises_and_saves_no_non_finite_model(ph2_dummy, tmp_path):
@@ -257,7 +268,7 @@ def test_diverging_run_raises_and_saves_no_non_finite_model(ph2_dummy, tmp_path)
 
     out_dir = tmp_path / "run"
     cfg = tiny_config(ph2_dummy, out_dir, learning_rate=1e9, epochs=3)
-    with pytest.raises(train.TrainingDivergedError, match="non-finite|loss became"):
+    with pytest.raises(TrainingDivergedError, match="non-finite|loss became"):
         train.train(cfg, verbose=0)
     for path in out_dir.rglob("*.keras"):
         model = keras.saving.load_model(path, compile=False)
@@ -307,8 +318,8 @@ def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
     assert "Epoch 3/3" in resumed.stdout
     assert "Epoch 1/3" not in resumed.stdout and "Epoch 2/3" not in resumed.stdout
     assert not (out_dir / "backup").exists()  # removed once training completes
-    assert (out_dir / train.BEST_MODEL_FILE).exists()
-    assert train.TrainConfig.load(out_dir / train.CONFIG_FILE) == cfg
+    assert (out_dir / BEST_MODEL_FILE).exists()
+    assert TrainConfig.load(out_dir / CONFIG_FILE) == cfg
 
     # Against the same run without interruption: the epochs before the kill are identical, and
     # the history is whole. After the resume the numbers differ a little (documented in
@@ -316,10 +327,10 @@ def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
     # epoch 3 sees epoch 1's order.
     uninterrupted_dir = tmp_path / "uninterrupted"
     run_training(tiny_config(ph2_dummy, uninterrupted_dir, epochs=3), tmp_path, "whole")
-    resumed_log, whole_log = train.read_log(out_dir), train.read_log(uninterrupted_dir)
+    resumed_log, whole_log = read_log(out_dir), read_log(uninterrupted_dir)
     assert resumed_log.keys() == whole_log.keys()
     for key in resumed_log:
-        if key != train.EPOCH_SECONDS:
+        if key != EPOCH_SECONDS:
             assert resumed_log[key][:2] == whole_log[key][:2], key
     assert len(resumed_log["loss"]) == len(whole_log["loss"]) == 3
 
@@ -327,8 +338,8 @@ def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
 def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(ph2_dummy, tmp_path):
     import keras
 
-    from ph2_tf import data
-    from ph2_tf.losses import get_loss
+    from ph2_tf.data import pipeline
+    from ph2_tf.training.losses import get_loss
 
     # Batches of 2: three steps per epoch, so the average differs from the last weights; three
     # epochs, so validation runs between epochs.
@@ -336,7 +347,7 @@ def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(p
     for name, momentum in (("plain", None), ("averaged", 0.5)):
         cfg = tiny_config(ph2_dummy, tmp_path / name, epochs=3, batch_size=2, ema_momentum=momentum)
         weights = np.load(run_training(cfg, tmp_path, name)[1])
-        runs[name] = (cfg, train.read_log(tmp_path / name), weights)
+        runs[name] = (cfg, read_log(tmp_path / name), weights)
     (_, plain_log, plain_weights), (cfg, averaged_log, averaged_weights) = runs.values()
 
     # Validating and saving the average leaves the raw weights exactly as they were: the
@@ -349,9 +360,9 @@ def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(p
     )
 
     # best.keras holds the averaged weights that validation scored at the best epoch.
-    best = keras.models.load_model(tmp_path / "averaged" / train.BEST_MODEL_FILE, compile=False)
+    best = keras.models.load_model(tmp_path / "averaged" / BEST_MODEL_FILE, compile=False)
     best.compile(loss=get_loss(cfg.loss))
-    validation = data.load_split(
+    validation = pipeline.load_split(
         "validation",
         image_size=cfg.image_size,
         batch_size=cfg.batch_size,
@@ -367,7 +378,7 @@ def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(p
 def test_validation_sees_the_moving_average_and_training_gets_its_weights_back_exactly():
     train.set_seeds(0)
     momentum = 0.5
-    model = train.build_and_compile(train.TrainConfig(**TINY, ema_momentum=momentum))
+    model = train.build_and_compile(TrainConfig(**TINY, ema_momentum=momentum))
     rng = np.random.default_rng(0)
     images = rng.random((2, 32, 32, 3), dtype="float32")
     masks = (rng.random((2, 32, 32, 1)) > 0.5).astype("float32")
@@ -381,7 +392,7 @@ def test_validation_sees_the_moving_average_and_training_gets_its_weights_back_e
             momentum * a + (1 - momentum) * w for a, w in zip(expected, weights, strict=True)
         ]
 
-    callback = train.ValidateAveragedWeights()
+    callback = ValidateAveragedWeights()
     callback.set_model(model)
     callback.on_test_begin()
     for variable, average in zip(model.trainable_variables, expected, strict=True):

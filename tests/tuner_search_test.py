@@ -10,8 +10,9 @@ import pytest
 from conftest import SCRIPTS_DIR, run_python
 
 import tuner_search
-from ph2_tf import report, train
-from ph2_tf.profiles import Profile
+from ph2_tf.experiments import report
+from ph2_tf.training.profiles import Profile
+from ph2_tf.training.runs import BEST_MODEL_FILE, EPOCH_SECONDS, read_log
 
 CONFIGURATIONS = ["unet-bce-lr0.0001-e30", "segnet-dice-lr0.0001-e10"]
 TINY = Profile(image_size=32, width=0.125, batch_size=2)
@@ -124,7 +125,7 @@ def test_no_checkpoints_scores_final_weights_and_writes_no_per_seed_model(tmp_pa
     assert json.loads(record_path.read_text())["test"]["jaccard"] >= 0
     (seed_dir,) = (settings.run_dir / "runs").glob("*/seed0")
     assert (seed_dir / "log.csv").exists() and (seed_dir / "final.keras").exists()
-    assert not (seed_dir / train.BEST_MODEL_FILE).exists()
+    assert not (seed_dir / BEST_MODEL_FILE).exists()
     assert not (seed_dir / "backup").exists()
 
 
@@ -160,10 +161,10 @@ def test_killed_seed_resumes_into_one_consistent_record(ph2_dummy, tmp_path):
     run_dir = _run(tmp_path, ph2_dummy, configurations=CONFIGURATIONS[:1], epochs=2, seeds=1)
 
     record = json.loads((run_dir / "records" / "unet-bce-lr0.0001-e2__seed0.json").read_text())
-    log = train.read_log(run_dir / "runs" / "unet-bce-lr0.0001-e2" / "seed0")
+    log = read_log(run_dir / "runs" / "unet-bce-lr0.0001-e2" / "seed0")
     assert log["epoch"] == [0, 1]
     assert record["epochs_run"] == 2
     assert [len(values) for values in record["history"].values()] == [2] * len(record["history"])
     # Both epochs' time, the one before the kill included.
-    assert record["train_seconds"] == pytest.approx(sum(log[train.EPOCH_SECONDS]))
-    assert min(log[train.EPOCH_SECONDS]) > 0
+    assert record["train_seconds"] == pytest.approx(sum(log[EPOCH_SECONDS]))
+    assert min(log[EPOCH_SECONDS]) > 0

@@ -31,7 +31,7 @@ DATA_DIR=${DATA_DIR:-.device_data}
 SITE=${SITE:-/tmp/site}             # where the carried wheels are installed
 WORK=${WORK:-/tmp/grid}             # the results folders of the run on the device
 RESUME_DIR=${RESUME_DIR:-.device_results}  # what earlier calls brought back, if anything
-JAX_CACHE=$HOME/.cache/ph2-seg/jax  # ph2_tf.accelerators.DEFAULT_JAX_CACHE_DIR
+JAX_CACHE=$HOME/.cache/ph2-seg/jax  # ph2_tf.training.accelerators.DEFAULT_JAX_CACHE_DIR
 
 run() {
   local start=$SECONDS

@@ -2,7 +2,7 @@
 
 import keras
 
-from ph2_tf.colour_constancy import ShadesOfGrey
+from ph2_tf.models.colour_constancy import ShadesOfGrey
 
 # He initialisation, as the U-Net paper prescribes for its ReLU layers (Gaussian, std
 # sqrt(2 / fan_in)). With Keras' default Glorot the narrow, BatchNorm-free UNet of the small

@@ -2,7 +2,6 @@
 
 import keras
 
-from ph2_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 from ph2_tf.models.blocks import (
     KERNEL_INITIALIZER,
     check_input_shape,
@@ -10,6 +9,7 @@ from ph2_tf.models.blocks import (
     model_inputs,
     scaled,
 )
+from ph2_tf.models.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 # Filters of each conv-BN-ReLU, one tuple per block (VGG16 layout).
 ENCODER = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))

@@ -1,11 +1,11 @@
 """Augmentation and colour-constancy ablation: PH2 validation decides, ISIC is only reported.
 
 Trains the `small` UNet (96x96, width 1/8, BCE, AdamW lr 1e-4 with weight decay 0.01, batch 12,
-final weights after `--epochs`) through `ph2_tf.train.train`, as `python -m ph2_tf train
+final weights after `--epochs`) through `ph2_tf.training.train.train`, as `python -m ph2_tf train
 --augment ARM` does, once per arm and seed. Each arm is an augmentation preset of
-`ph2_tf.augmentation.AUGMENTATIONS`, with or without the `ShadesOfGrey` colour-constancy input
+`ph2_tf.data.augmentation.AUGMENTATIONS`, with or without the `ShadesOfGrey` colour-constancy input
 layer. Each model is scored at original resolution, as the serving signature computes it (model
-input from `ph2_tf.preprocessing`, probabilities resized back, threshold 0.5): mean per-image
+input from `ph2_tf.data.preprocessing`, probabilities resized back, threshold 0.5): mean per-image
 Jaccard on PH2 validation (the split to choose on), PH2 test, and the 38 ISIC-2017 images of
 `../shared/external/isic2017-dev` (evaluation only, never used to choose).
 
@@ -25,10 +25,15 @@ import time
 import numpy as np
 
 import ph2_tf  # noqa: F401  (first: TensorFlow's oneDNN kernels)
-from ph2_tf import evaluate, external, preprocessing, provenance, train
-from ph2_tf.heads import lesion_probability
-from ph2_tf.metrics import compute_metrics
-from ph2_tf.profiles import PROFILES
+from ph2_tf import provenance
+from ph2_tf.data import external, preprocessing
+from ph2_tf.evaluation import evaluate
+from ph2_tf.evaluation.metrics import compute_metrics
+from ph2_tf.models.heads import lesion_probability
+from ph2_tf.training import train
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.profiles import PROFILES
+from ph2_tf.training.runs import EPOCH_SECONDS
 
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "external" / "isic2017-dev"
 # Arm name: (augmentation preset, colour-constancy layer).
@@ -116,7 +121,7 @@ def main():
                 continue
             preset, colour_constancy = ARMS[arm]
             origin = provenance.collect()  # before the run: the code that runs
-            cfg = train.TrainConfig(
+            cfg = TrainConfig(
                 model="unet",
                 loss="bce",
                 learning_rate=1e-4,
@@ -138,7 +143,7 @@ def main():
                 "augment": preset,
                 "colour_constancy": colour_constancy,
                 "epochs": args.epochs,
-                "train_seconds": round(sum(history[train.EPOCH_SECONDS]), 1),
+                "train_seconds": round(sum(history[EPOCH_SECONDS]), 1),
                 "wall_seconds": round(time.perf_counter() - start, 1),
                 "final_train_loss": history["loss"][-1],
             }

@@ -27,9 +27,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from ph2_tf import external
-from ph2_tf.metrics import compute_metrics
-from ph2_tf.postprocessing import largest_component_filled
+from ph2_tf.data import external
+from ph2_tf.evaluation.metrics import compute_metrics
+from ph2_tf.serving.postprocessing import largest_component_filled
 
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "external" / "isic2017-dev"
 VARIANTS = ("plain", "lcc+fill", "flip TTA", "flip TTA + lcc+fill")

@@ -9,7 +9,7 @@ common=(--model unet --epochs 4 --seed 0 --data-dir "$work/tfds" --out-dir)
 python -m ph2_tf train "${common[@]}" "$work/uninterrupted"
 python - "$work" <<'PY'
 import dataclasses, sys
-from ph2_tf import train
+from ph2_tf.training import train
 work = sys.argv[1]
 cfg = train.TrainConfig.load(f"{work}/uninterrupted/config.json")
 dataclasses.replace(cfg, out_dir=f"{work}/resumed").save(f"{work}/resumed.json")
@@ -21,7 +21,7 @@ for run in uninterrupted resumed; do
   mkdir -p "$here/$run" && cp "$work/$run/log.csv" "$work/$run/config.json" "$here/$run/"
 done
 python - <<'PY'
-from ph2_tf import train
+from ph2_tf.training import train
 a, b = (train.read_log(f"results/resume-check/{r}") for r in ("uninterrupted", "resumed"))
 for key in ("loss", "val_loss", "val_jaccard"):
     print(f"{key:12s} uninterrupted {[round(x, 5) for x in a[key]]}")

@@ -24,10 +24,14 @@ import time
 import numpy as np
 
 import ph2_tf  # noqa: F401  (first: TensorFlow's oneDNN kernels)
-from ph2_tf import arrays, evaluate, external, preprocessing, provenance, train
-from ph2_tf.heads import lesion_probability
-from ph2_tf.metrics import compute_metrics
-from ph2_tf.profiles import PROFILES
+from ph2_tf import provenance
+from ph2_tf.data import arrays, external, preprocessing
+from ph2_tf.evaluation import evaluate
+from ph2_tf.evaluation.metrics import compute_metrics
+from ph2_tf.models.heads import lesion_probability
+from ph2_tf.training import train
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.profiles import PROFILES
 
 FITS = ("squash", "pad")
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "external" / "isic2017-dev"
@@ -95,7 +99,7 @@ def main():
     records = []
     for seed in args.seeds:
         for fit in FITS:
-            cfg = train.TrainConfig(
+            cfg = TrainConfig(
                 model="unet",
                 loss="bce",
                 learning_rate=1e-4,

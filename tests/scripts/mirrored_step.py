@@ -7,7 +7,7 @@ process. For AdamW (the training optimizer), plain SGD (whose update is proporti
 gradient, so a mis-scaled gradient shows) and AdamW with a moving average of the weights
 (`ema_momentum`), the same initial weights take two steps on the same global batch of 4 under
 both strategies. Written as JSON: the losses, the maximum weight differences and, with the
-average, the maximum difference of the averaged weights that `train.averaged_weights` swaps in,
+average, the maximum difference of the averaged weights that `averaged_weights` swaps in,
 and whether it swapped the raw weights back bit for bit.
 """
 
@@ -25,10 +25,12 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ph2_tf import train  # noqa: E402
-from ph2_tf.losses import get_loss  # noqa: E402
+from ph2_tf.training import train  # noqa: E402
+from ph2_tf.training.callbacks import averaged_weights  # noqa: E402
+from ph2_tf.training.config import TrainConfig  # noqa: E402
+from ph2_tf.training.losses import get_loss  # noqa: E402
 
-CFG = train.TrainConfig(
+CFG = TrainConfig(
     model="unet", loss="bce", learning_rate=1e-3, image_size=32, width=0.125, batch_size=4
 )
 # Each case: its config and an optimizer factory (None: build_and_compile's own AdamW).
@@ -44,7 +46,7 @@ class SwapAtEpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.weights = self.model.get_weights()
-        with train.averaged_weights(self.model):
+        with averaged_weights(self.model):
             self.averaged = self.model.get_weights()
         pairs = zip(self.model.get_weights(), self.weights, strict=True)
         self.restored = all(np.array_equal(after, before) for after, before in pairs)

@@ -1,4 +1,4 @@
-"""Child process for the training tests: runs `ph2_tf.train.train` on a JSON `TrainConfig`.
+"""Child process for the training tests: runs `ph2_tf.training.train.train` on a JSON `TrainConfig`.
 
 Usage: python train_run.py CONFIG_JSON WEIGHTS_NPZ [KILL_AFTER_EPOCHS]
 
@@ -14,7 +14,8 @@ import sys
 import keras
 import numpy as np
 
-from ph2_tf import train
+from ph2_tf.training import train
+from ph2_tf.training.config import TrainConfig
 
 
 class KillAfterEpochs(keras.callbacks.Callback):
@@ -30,7 +31,7 @@ class KillAfterEpochs(keras.callbacks.Callback):
 
 
 def main(config_path, weights_path, kill_after=None):
-    cfg = train.TrainConfig.load(config_path)
+    cfg = TrainConfig.load(config_path)
     extra = [KillAfterEpochs(int(kill_after))] if kill_after else []
     model, _ = train.train(cfg, extra_callbacks=extra)
     np.savez(weights_path, *model.get_weights())

@@ -13,8 +13,8 @@ import sys
 from train_run import KillAfterEpochs
 
 import tuner_search
-from ph2_tf import train
-from ph2_tf.profiles import Profile
+from ph2_tf.training import train
+from ph2_tf.training.profiles import Profile
 
 TINY = Profile(image_size=32, width=0.125, batch_size=2)
 

@@ -2,9 +2,8 @@
 
 The `ph2` builder reads its dermoscopic images with `read_image`, and so does
 `python -m ph2_tf predict`, so a model sees at prediction time what it was trained on. The module
-lives here, in the dataset package, rather than in `ph2_tf`: `ph2_tf` already depends on
-`tfds_ph2` (`ph2_tf.data` imports it), so the builder importing from `ph2_tf` would make the two
-packages depend on each other. It imports only NumPy and Pillow, not TensorFlow.
+lives here, in the dataset package, because the builder must not depend on the model code. It
+imports only NumPy and Pillow, not TensorFlow.
 
 Rules:
 

@@ -304,14 +304,15 @@ def load_mask(path: epath.Path, case_id: str) -> np.ndarray:
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resizes to size x size exactly as the models' training and serving do.
 
-    Both go through `ph2_tf.preprocessing`: the image anti-aliased bilinear and rounded to uint8,
-    the mask nearest-neighbour. So a model trained on a resized config sees the pixels its
-    serving signature computes from the original image. That needs TensorFlow's resize, the one
-    in the serving graph: under another Keras backend the resized configs are refused.
+    Both go through `resizing`, which the models' pipeline and serving graph use too: the image
+    anti-aliased bilinear and rounded to uint8, the mask nearest-neighbour. So a model trained on a
+    resized config sees the pixels its serving signature computes from the original image. That
+    needs TensorFlow's resize, the one in the serving graph: under another Keras backend the
+    resized configs are refused.
     """
     import keras  # Imported here: only the resized configs need it.
 
-    from ph2_tf import preprocessing
+    from tfds_ph2.ph2 import resizing
 
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
@@ -319,8 +320,8 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndar
             f"Keras' backend here is {keras.backend.backend()!r}: prepare them with "
             f"KERAS_BACKEND=tensorflow."
         )
-    image = preprocessing.resize_image(image, (size, size))
-    mask = preprocessing.resize_mask(mask, (size, size))
+    image = resizing.resize_image(image, (size, size))
+    mask = resizing.resize_mask(mask, (size, size))
     return keras.ops.convert_to_numpy(image), keras.ops.convert_to_numpy(mask)
 
 

@@ -7,7 +7,7 @@ are never trained on or used to choose anything.
 
 import pathlib
 
-from ph2_tf import arrays
+from ph2_tf.data import arrays
 from tfds_ph2.ph2.image_reading import read_image
 
 
@@ -17,7 +17,7 @@ def ph2_cases(split, *, data_dir=None, manual_dir=None):
     Args:
         split: TFDS split string.
         data_dir: TFDS data directory.
-        manual_dir: PH2 manual directory (see `ph2_tf.arrays.examples`).
+        manual_dir: PH2 manual directory (see `ph2_tf.data.arrays.examples`).
 
     Returns:
         A list of `(image (H, W, 3) uint8, mask (H, W) bool)`.

@@ -3,7 +3,7 @@
 Every loss takes `y_true`, a lesion mask `(B, H, W, 1)` with values {0, 1}, and `y_pred`,
 logits `(B, H, W, C)`. The binary losses (`bce`, `soft_bce`, `dice`, `bce_dice`, `focal`) work
 on either head: for a 2-channel softmax head they use the lesion's binary logit
-(`ph2_tf.heads.lesion_logit`). `cross_entropy` is the two-class categorical cross-entropy and
+(`ph2_tf.models.heads.lesion_logit`). `cross_entropy` is the two-class categorical cross-entropy and
 needs the 2-channel head (`num_classes=2`); the study's CrossEntropyLoss on one channel was
 identically 0. Each loss returns one value per image, averaged over the batch by Keras.
 """
@@ -11,7 +11,7 @@ identically 0. Each loss returns one value per image, averaged over the batch by
 import keras
 from keras import ops
 
-from ph2_tf.heads import lesion_logit
+from ph2_tf.models.heads import lesion_logit
 
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_DICE_SMOOTH = 1.0

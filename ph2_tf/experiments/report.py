@@ -1,4 +1,4 @@
-"""Comparison tables and plots from the per-seed records that `ph2_tf.tuning` writes.
+"""Comparison tables and plots from the per-seed records that `ph2_tf.experiments.tuning` writes.
 
 Spreads are the sample standard deviation over seeds (`ddof=1`), shown only with 2 or more
 seeds; a diverged seed (no metrics) is counted in its own column, not averaged in.

@@ -2,7 +2,7 @@
 
 An `Augmentation` transforms one preprocessed `(image, mask)` pair with a `numpy` generator, so
 the same seed gives the same augmented example on every Keras backend: the `tf.data` pipeline
-calls it through `tf.numpy_function`, the numpy pipeline (`ph2_tf.arrays.Batches`) directly.
+calls it through `tf.numpy_function`, the numpy pipeline (`ph2_tf.data.arrays.Batches`) directly.
 
 What it aims at is images from other clinics and cameras: other framings (geometric: the eight
 symmetries of the square, small rotations, zoom), other things in the frame (artefacts: colour

@@ -4,9 +4,9 @@ Why numpy and a `keras.utils.PyDataset` rather than a loader such as grain: a sp
 at most 100 images, which preprocessed at 256×256 take 79 MB, so the whole split is decoded once
 into memory and an epoch is a seeded permutation of indices. That leaves no I/O to overlap and
 nothing for a loader's worker processes to do, and it adds no dependency. Pixels come from
-`ph2_tf.preprocessing.preprocess`, the same definition the TensorFlow pipeline maps.
+`ph2_tf.data.preprocessing.preprocess`, the same definition the TensorFlow pipeline maps.
 
-Examples are read with `tfds.data_source` (`ph2_tf.sources`), which needs no TensorFlow; on the
+Examples are read with `tfds.data_source` (`ph2_tf.data.sources`), which needs no TensorFlow; on the
 TensorFlow backend `examples` reads through `tfds.load` instead, so that evaluation works on
 datasets prepared by `tfds.load` alone.
 """
@@ -16,8 +16,8 @@ import functools
 import keras
 import numpy as np
 
-from ph2_tf import preprocessing
-from ph2_tf.augmentation import augment_batch
+from ph2_tf.data import preprocessing
+from ph2_tf.data.augmentation import augment_batch
 
 
 def examples(split, config, *, data_dir=None, manual_dir=None):
@@ -35,12 +35,12 @@ def examples(split, config, *, data_dir=None, manual_dir=None):
         `image_id` (`str`), in the dataset's stored order.
     """
     if keras.backend.backend() == "tensorflow":
-        from ph2_tf import data  # imports TensorFlow
+        from ph2_tf.data import pipeline  # imports TensorFlow
 
-        stored = data.load_examples(split, config, data_dir=data_dir, manual_dir=manual_dir)
+        stored = pipeline.load_examples(split, config, data_dir=data_dir, manual_dir=manual_dir)
         stored = stored.as_numpy_iterator()
     else:
-        from ph2_tf import sources
+        from ph2_tf.data import sources
 
         stored = sources.data_source(split, config, data_dir=data_dir)
     for example in stored:
@@ -132,7 +132,7 @@ class Batches(keras.utils.PyDataset):
         batch_size: examples per batch (the last batch may be smaller).
         shuffle: reshuffle every epoch; otherwise the stored order.
         seed: seed of the shuffles and the augmentation.
-        augmentation: a `ph2_tf.augmentation.Augmentation` applied to every example; None or an
+        augmentation: a `ph2_tf.data.augmentation.Augmentation` applied to every example; None or an
             inactive one for none.
 
     Example:

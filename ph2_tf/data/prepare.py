@@ -1,7 +1,7 @@
-"""Prepares the TFDS `ph2` configs for both readers: `tfds.load` and `ph2_tf.sources`.
+"""Prepares the TFDS `ph2` configs for both readers: `tfds.load` and `ph2_tf.data.sources`.
 
 `tfds.load` (the TensorFlow input pipeline) reads TFDS's default `tfrecord` files;
-`tfds.data_source` (`ph2_tf.sources`, for machines without TensorFlow) reads `array_record`
+`tfds.data_source` (`ph2_tf.data.sources`, for machines without TensorFlow) reads `array_record`
 files, which `tfds.load` cannot read. `prepare` stores every config in both formats in one data
 directory:
 
@@ -26,7 +26,7 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
-from ph2_tf import sources
+from ph2_tf.data import sources
 from tfds_ph2.ph2 import Builder
 
 CONFIGS = tuple(config.name for config in Builder.BUILDER_CONFIGS)

@@ -17,9 +17,18 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
-from ph2_tf import arrays, evaluate, preprocessing, provenance, publish, report, train
-from ph2_tf.heads import lesion_probability
-from ph2_tf.profiles import Profile
+from ph2_tf import provenance
+from ph2_tf.data import arrays, preprocessing
+from ph2_tf.evaluation import evaluate
+from ph2_tf.experiments import report
+from ph2_tf.models.heads import lesion_probability
+from ph2_tf.serving import publish
+from ph2_tf.training import train
+from ph2_tf.training.callbacks import TrainingDivergedError
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.distribute import get_strategy, strategy_scope, use_local_accelerators
+from ph2_tf.training.profiles import Profile
+from ph2_tf.training.runs import EPOCH_SECONDS, read_log
 
 OBJECTIVE = keras_tuner.Objective("val_jaccard", direction="max")
 OPTIMIZER_NAME = "AdamW"  # train.build_and_compile always uses AdamW, as the study did.
@@ -99,7 +108,7 @@ class SearchSettings:
         manual_dir: where PH2 was downloaded (None: `PH2_MANUAL_DIR` or the TFDS default).
         grid: the configurations of `--mode grid`; None for `--mode search`.
         verbose: Keras `fit` verbosity.
-        precision: Keras dtype policy of every run (`train.PRECISIONS`).
+        precision: Keras dtype policy of every run (`PRECISIONS`).
         checkpoints: each seed's `best.keras` and per-epoch backup (`TrainConfig.checkpoints`).
             Off, a seed cut off mid-way is trained again from its start.
     """
@@ -138,7 +147,7 @@ class PH2HyperModel(keras_tuner.HyperModel):
     Example:
 
     ```python
-    hypermodel = PH2HyperModel(settings, train.get_strategy())
+    hypermodel = PH2HyperModel(settings, get_strategy())
     tuner = keras_tuner.GridSearch(hypermodel, objective=OBJECTIVE, directory="results/x")
     tuner.search()
     ```
@@ -160,9 +169,9 @@ class PH2HyperModel(keras_tuner.HyperModel):
             learning_rate=hp.Choice("learning_rate", SEARCH_SPACE["learning_rate"]),
         )
 
-    def train_config(self, config: Configuration, seed: int) -> train.TrainConfig:
+    def train_config(self, config: Configuration, seed: int) -> TrainConfig:
         profile = self.settings.profile
-        return train.TrainConfig(
+        return TrainConfig(
             model=config.model,
             loss=config.loss,
             learning_rate=config.learning_rate,
@@ -185,8 +194,8 @@ class PH2HyperModel(keras_tuner.HyperModel):
     def _build_seeded(self, config, seed):
         cfg = self.train_config(config, seed)
         train.set_seeds(seed, cfg.deterministic)
-        train.use_local_accelerators()
-        with train.strategy_scope(self.strategy):
+        use_local_accelerators()
+        with strategy_scope(self.strategy):
             return train.build_and_compile(cfg)
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
@@ -227,10 +236,10 @@ class PH2HyperModel(keras_tuner.HyperModel):
                 extra_callbacks=tuner_callbacks,
                 verbose=self.settings.verbose,
             )
-        except train.TrainingDivergedError as e:
+        except TrainingDivergedError as e:
             print(f"{config.name}, seed {seed}: training diverged: {e}", flush=True)
             record["diverged"] = str(e)
-            history = train.read_log(cfg.out_dir)
+            history = read_log(cfg.out_dir)
             record.update(validation=None, test=None, test_original_resolution=None)
         else:
             # The study's numbers describe the model after its configured epochs, so we evaluate
@@ -246,7 +255,7 @@ class PH2HyperModel(keras_tuner.HyperModel):
                 test = evaluate.evaluate(model, "test", **common)
             except FileNotFoundError as e:
                 # Only off TensorFlow, where nothing can prepare the `original` config: the GPU
-                # machine gets the resized data only (`ph2_tf.sources`).
+                # machine gets the resized data only (`ph2_tf.data.sources`).
                 print(f"Jaccard at original size not measured: {e}", flush=True)
                 record["test_original_resolution_missing"] = str(e)
                 test = evaluate.evaluate(model, "test", original_resolution=False, **common)
@@ -261,8 +270,8 @@ class PH2HyperModel(keras_tuner.HyperModel):
         # From the run's log, so that a run resumed after a kill counts every epoch once.
         record.update(
             epochs_run=len(history.get("epoch", [])),
-            train_seconds=float(sum(history.get(train.EPOCH_SECONDS, []))),
-            history={k: v for k, v in history.items() if k not in ("epoch", train.EPOCH_SECONDS)},
+            train_seconds=float(sum(history.get(EPOCH_SECONDS, []))),
+            history={k: v for k, v in history.items() if k not in ("epoch", EPOCH_SECONDS)},
         )
         path = self.settings.record_path(config, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +302,7 @@ def make_tuner(settings: SearchSettings, mode: str = "grid", max_trials: int = 2
             optimization over `SEARCH_SPACE` for `max_trials` trials.
         max_trials: trial budget of 'search'.
     """
-    strategy = train.get_strategy()
+    strategy = get_strategy()
     common = dict(
         hypermodel=PH2HyperModel(settings, strategy),
         objective=OBJECTIVE,
@@ -342,7 +351,7 @@ def write_report(settings: SearchSettings, configurations, profile_name):
     builder = tfds.builder(f"ph2/{config}", data_dir=settings.data_dir)
     test_images = builder.info.splits["test"].num_examples
     settings_line = report.settings_line(
-        profile_name, settings.profile, settings.seeds, train.TrainConfig.weight_decay
+        profile_name, settings.profile, settings.seeds, TrainConfig.weight_decay
     )
     if any(r.get("test_original_resolution_missing") for r in records):
         settings_line += (

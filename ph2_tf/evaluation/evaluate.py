@@ -1,7 +1,7 @@
 """Evaluation of a segmentation model on a PH2 split, at training and at original resolution.
 
-Backend-agnostic: examples are read with `ph2_tf.arrays` and preprocessed by
-`ph2_tf.preprocessing`, the definitions training uses. Only `evaluate_serving`, which runs an
+Backend-agnostic: examples are read with `ph2_tf.data.arrays` and preprocessed by
+`ph2_tf.data.preprocessing`, the definitions training uses. Only `evaluate_serving`, which runs an
 exported SavedModel, needs TensorFlow.
 """
 
@@ -11,9 +11,9 @@ import pathlib
 import numpy as np
 from keras import ops
 
-from ph2_tf import arrays
-from ph2_tf.heads import lesion_probability
-from ph2_tf.metrics import compute_metrics
+from ph2_tf.data import arrays
+from ph2_tf.evaluation.metrics import compute_metrics
+from ph2_tf.models.heads import lesion_probability
 
 
 def predict_split(model, split, *, image_size, batch_size=8, data_dir=None, manual_dir=None):

@@ -1,13 +1,16 @@
 """The one definition of the pixels a model sees, written in `keras.ops` for every backend.
 
-The TFDS `resized_*` configs (`tfds_ph2`), the TensorFlow input pipeline (`ph2_tf.data`), the
-numpy pipeline of the other backends (`ph2_tf.arrays`), evaluation and the exported serving
+The resize itself is defined with the TFDS builder (`tfds_ph2.ph2.resizing`), which stores it in the
+`resized_*` configs; the TensorFlow input pipeline (`ph2_tf.data.pipeline`), the
+numpy pipeline of the other backends (`ph2_tf.data.arrays`), evaluation and the exported serving
 signature all call these functions, so the same image gives the same model input wherever it is
 read. Images are resized as uint8 and rounded, which is what lets a prepared config hold exactly
 the pixels the serving graph computes. No TensorFlow import here.
 """
 
 from keras import ops
+
+from tfds_ph2.ph2.resizing import resize_image, resize_mask  # noqa: F401  (part of this module's API)
 
 # TFDS `ph2` configs holding images already resized to a given side.
 RESIZED_CONFIGS = {128: "resized_128", 256: "resized_256"}
@@ -24,26 +27,6 @@ def tfds_config_for(image_size):
         else `'original'`.
     """
     return RESIZED_CONFIGS.get(image_size, "original")
-
-
-def resize_image(image, size):
-    """Resizes uint8 images with anti-aliased bilinear interpolation, rounded back to uint8.
-
-    The TFDS `resized_*` configs store exactly this, so that an image read from them and the
-    same image resized here (by the serving signature, or for a size with no such config) are
-    the same pixels. Resizing to the image's own size returns it unchanged.
-
-    Args:
-        image: uint8 tensor `(H, W, C)` or `(B, H, W, C)`.
-        size: `(height, width)`.
-
-    Returns:
-        The resized uint8 images.
-    """
-    resized = ops.image.resize(
-        ops.cast(image, "float32"), size, interpolation="bilinear", antialias=True
-    )
-    return ops.cast(ops.clip(ops.round(resized), 0, 255), "uint8")
 
 
 def model_input(image, image_size):
@@ -66,19 +49,6 @@ def model_input(image, image_size):
     if tuple(image.shape[-3:-1]) != size:  # images from a `resized_*` config already are
         image = resize_image(image, size)
     return ops.cast(image, "float32") / 255.0
-
-
-def resize_mask(mask, size):
-    """Resizes masks to `size` with nearest-neighbour interpolation (values are kept).
-
-    Args:
-        mask: tensor `(H, W, 1)` or `(B, H, W, 1)`.
-        size: `(height, width)`.
-
-    Returns:
-        The resized masks, in the input's dtype.
-    """
-    return ops.image.resize(mask, size, interpolation="nearest")
 
 
 def preprocess(image, mask, image_size):

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ph2_tf.heads import lesion_probability
+from ph2_tf.models.heads import lesion_probability
 
 THRESHOLD = 0.5
 JACCARD_THRESHOLD = 0.65  # ISIC 2018 task 1

@@ -2,8 +2,8 @@
 
 Layout: `<base_dir>/<model_name>/<version>/saved_model.pb` (+ `variables/`), as TF Serving expects
 under a model's base path. The `serving_default` signature takes uint8 images `[N, H, W, 3]` of
-any size, resizes and scales them inside the graph with `ph2_tf.preprocessing`, as training does,
-and returns, at the input's size:
+any size, resizes and scales them inside the graph with `ph2_tf.data.preprocessing`, as training
+does, and returns, at the input's size:
 
 - `probabilities`: float32 `[N, H, W, 1]` lesion probability;
 - `mask`: uint8 `[N, H, W, 1]`, 1 where the probability is at least the threshold.
@@ -16,11 +16,11 @@ latency (`results/postprocessing/`).
 
 Exported with `largest_component=True` (`export --largest-component`), both signatures' `mask`
 keeps only the largest lesion and fills its holes, inside the graph
-(`ph2_tf.postprocessing.largest_component_filled_graph`); `probabilities` stay the model's.
+(`ph2_tf.serving.postprocessing.largest_component_filled_graph`); `probabilities` stay the model's.
 
 The exported graph computes the model in inference mode with each BatchNormalization folded
-into the convolution before it (`ph2_tf.folding`): the same function up to float rounding, with
-fewer passes over the feature maps.
+into the convolution before it (`ph2_tf.serving.folding`): the same function up to float rounding,
+with fewer passes over the feature maps.
 
 Another dtype is rejected by the signature ("expected to be a uint8 tensor"), another rank by
 the graph ("input must be 4-dimensional"), a last dimension other than 3 by a check before the
@@ -35,9 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ph2_tf import folding, preprocessing, versions
-from ph2_tf.heads import lesion_probability
-from ph2_tf.postprocessing import largest_component_filled_graph
+from ph2_tf.data import preprocessing
+from ph2_tf.models.heads import lesion_probability
+from ph2_tf.serving import folding, versions
+from ph2_tf.serving.postprocessing import largest_component_filled_graph
 
 SIGNATURE = "serving_default"
 FLIP_TTA_SIGNATURE = "serving_flip_tta"

@@ -12,9 +12,9 @@ import pathlib
 import shutil
 import sys
 
-from ph2_tf import versions
-from ph2_tf.augmentation import AUGMENTATIONS
-from ph2_tf.profiles import PROFILES
+from ph2_tf.data.augmentation import AUGMENTATIONS
+from ph2_tf.serving import versions
+from ph2_tf.training.profiles import PROFILES
 
 # Files `predict` takes from a folder (compared lower-case); files named explicitly are all read.
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -60,7 +60,9 @@ def build_parser():
 
     train = commands.add_parser("train", help="train a model; writes a run directory")
     train.add_argument("--model", choices=("unet", "segnet"), default="unet")
-    train.add_argument("--loss", default="bce", help="loss name from ph2_tf.losses (default bce)")
+    train.add_argument(
+        "--loss", default="bce", help="loss name from ph2_tf.training.losses (default bce)"
+    )
     train.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument(
@@ -81,7 +83,7 @@ def build_parser():
         default="none",
         choices=tuple(AUGMENTATIONS),
         help="training augmentation preset (default none; --augment alone: all); see "
-        "ph2_tf/augmentation.py and results/augmentation/",
+        "ph2_tf/data/augmentation.py and results/augmentation/",
     )
     train.add_argument(
         "--colour-constancy",
@@ -161,7 +163,7 @@ def build_parser():
         "--largest-component",
         action="store_true",
         help="in both signatures' `mask`, keep only the largest lesion and fill its holes, "
-        "inside the graph (ph2_tf.postprocessing; `probabilities` stay the model's)",
+        "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
     )
     export.add_argument(
         "--serving-root", help="base-dir as the server sees it in models.config (e.g. /models)"
@@ -182,7 +184,7 @@ def build_parser():
         description="Scores each ingredient and each growing mean of their weights as "
         "`export --if-better` would (through the serving signature on PH2 validation), keeps "
         "the ingredients that do not lower it, best first, and writes the mean as a run "
-        "directory for `export`. See ph2_tf/soup.py.",
+        "directory for `export`. See ph2_tf/experiments/soup.py.",
     )
     soup.add_argument(
         "ingredients",
@@ -232,7 +234,7 @@ def build_parser():
         "--largest-component",
         action="store_true",
         help="keep only the largest lesion in the mask and fill its holes (after the "
-        "threshold; ph2_tf.postprocessing; see results/postprocessing/); models exported "
+        "threshold; ph2_tf.serving.postprocessing; see results/postprocessing/); models exported "
         "with `export --largest-component` do it already",
     )
     predict.add_argument(
@@ -247,7 +249,7 @@ def build_parser():
         "prepare",
         help="prepare the TFDS ph2 configs for tfds.load and for reading without TensorFlow",
         description="Prepares each config in TFDS's tfrecord format (read by tfds.load) and "
-        "adds array_record files (read by tfds.data_source, ph2_tf.sources, without "
+        "adds array_record files (read by tfds.data_source, ph2_tf.data.sources, without "
         "TensorFlow). Configs already complete are skipped.",
     )
     prepare.add_argument("--data-dir", help="TFDS data directory (default: TFDS's)")
@@ -272,7 +274,10 @@ def run_train(args):
         0; 2 for invalid arguments (checked before any data is read or file written); 1 when
         training diverged (non-finite loss or weights).
     """
-    from ph2_tf import train
+    from ph2_tf.training import train
+    from ph2_tf.training.callbacks import TrainingDivergedError
+    from ph2_tf.training.config import TrainConfig
+    from ph2_tf.training.runs import BEST_MODEL_FILE, MONITOR
 
     profile = PROFILES[args.profile]
 
@@ -282,7 +287,7 @@ def run_train(args):
 
     out_dir = args.out_dir or f"results/{args.model}_{args.loss}_lr{args.lr:g}_e{args.epochs}"
     try:
-        cfg = train.TrainConfig(
+        cfg = TrainConfig(
             model=args.model,
             loss=args.loss,
             learning_rate=args.lr,
@@ -308,26 +313,27 @@ def run_train(args):
         return 2
     try:
         _, history = train.train(cfg)
-    except train.TrainingDivergedError as e:
-        kept = pathlib.Path(out_dir) / train.BEST_MODEL_FILE
+    except TrainingDivergedError as e:
+        kept = pathlib.Path(out_dir) / BEST_MODEL_FILE
         print(
             f"python -m ph2_tf train: training diverged: {e}. "
             + (f"{kept} holds the best earlier epoch." if kept.exists() else "No model saved."),
             file=sys.stderr,
         )
         return 1
-    best = max(history[train.MONITOR])
-    print(json.dumps({"run_dir": out_dir, "best_" + train.MONITOR: best}))
+    best = max(history[MONITOR])
+    print(json.dumps({"run_dir": out_dir, "best_" + MONITOR: best}))
     return 0
 
 
 def run_evaluate(args):
     """`evaluate` command: writes and prints the metrics JSON of a run's best checkpoint."""
-    from ph2_tf import evaluate, train
+    from ph2_tf.evaluation import evaluate
+    from ph2_tf.training.runs import load_trained
 
     if args.saved_model:
         return _evaluate_saved_model(args)
-    model, cfg = train.load_trained(args.run_dir)
+    model, cfg = load_trained(args.run_dir)
     result = evaluate.evaluate(
         model,
         args.split,
@@ -345,7 +351,7 @@ def run_evaluate(args):
 
 def _evaluate_saved_model(args):
     """`evaluate --saved-model`: writes and prints the version's `metrics.json`."""
-    from ph2_tf import publish
+    from ph2_tf.serving import publish
 
     version_dir = pathlib.Path(args.saved_model)
     if not (version_dir / "saved_model.pb").exists():
@@ -364,7 +370,9 @@ def _evaluate_saved_model(args):
 
 def run_export(args):
     """`export` command: exports a run's best checkpoint and rewrites models.config."""
-    from ph2_tf import export, publish, soup, train
+    from ph2_tf.experiments import soup
+    from ph2_tf.serving import export, publish
+    from ph2_tf.training.runs import load_trained
 
     if args.if_better and args.version is not None:
         print("python -m ph2_tf export: error: --if-better picks the version itself; drop "
@@ -372,7 +380,7 @@ def run_export(args):
         return 2
     if args.from_saved_model:
         return _export_again(args)
-    model, cfg = train.load_trained(args.run_dir)
+    model, cfg = load_trained(args.run_dir)
     common = dict(
         base_dir=args.base_dir,
         model_name=args.model_name or cfg.model,
@@ -401,7 +409,7 @@ def run_export(args):
 
 def run_soup(args):
     """`soup` command: writes a greedy soup's run directory and prints its summary."""
-    from ph2_tf import soup
+    from ph2_tf.experiments import soup
 
     try:
         record = soup.make_soup(
@@ -426,7 +434,7 @@ def _serving_options(args):
 
 def _export_again(args):
     """`export --from-saved-model`: a published version, exported anew as the next version."""
-    from ph2_tf import export, publish
+    from ph2_tf.serving import export, publish
 
     version_dir = pathlib.Path(args.from_saved_model)
     try:
@@ -532,8 +540,8 @@ def _predict_image(serve, source, stem, threshold, write_probabilities, largest_
     import tensorflow as tf
     from PIL import Image
 
-    from ph2_tf.export import INPUT_NAME
-    from ph2_tf.postprocessing import largest_component_filled
+    from ph2_tf.serving.export import INPUT_NAME
+    from ph2_tf.serving.postprocessing import largest_component_filled
     from tfds_ph2.ph2.image_reading import read_image
 
     image = read_image(source)
@@ -590,8 +598,8 @@ def run_predict(args):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from ph2_tf import publish
-    from ph2_tf.export import FLIP_TTA_SIGNATURE, SIGNATURE
+    from ph2_tf.serving import publish
+    from ph2_tf.serving.export import FLIP_TTA_SIGNATURE, SIGNATURE
     from tfds_ph2.ph2.image_reading import ImageReadError
 
     saved_model = tf.saved_model.load(str(version_dir))  # Referenced: it owns the variables.
@@ -645,13 +653,13 @@ def run_predict(args):
 
 
 def run_prepare(args):
-    """`prepare` command: prepares `ph2` configs for `tfds.load` and for `ph2_tf.sources`.
+    """`prepare` command: prepares `ph2` configs for `tfds.load` and for `ph2_tf.data.sources`.
 
     Returns:
         0; 2 when PH2 data is needed but not found; 1 when the PH2 data is unreadable or a
         prepared dataset cannot be completed.
     """
-    from ph2_tf import prepare
+    from ph2_tf.data import prepare
     from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 
     try:

@@ -32,8 +32,11 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 
-from ph2_tf import provenance, train
-from ph2_tf.losses import num_classes_for
+from ph2_tf import provenance
+from ph2_tf.training import train
+from ph2_tf.training.config import TrainConfig
+from ph2_tf.training.losses import num_classes_for
+from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, load_trained
 
 SOUP_FILE = "soup.json"
 # Training-config fields that fix the network; ingredients must agree on all of them.
@@ -59,8 +62,8 @@ def load_ingredient(path):
     """Reads a run directory (`best.keras`, `config.json`) or a published SavedModel version.
 
     A published version is rebuilt with `publish.load_published_model`. One exported with its
-    BatchNorm folded into the convolutions (`ph2_tf.folding`, every SegNet version since 8) no
-    longer has the weights a soup averages, and is refused.
+    BatchNorm folded into the convolutions (`ph2_tf.serving.folding`, every SegNet version since 8)
+    no longer has the weights a soup averages, and is refused.
 
     Args:
         path: a directory written by `train`, or a `saved_models/<name>/<version>` directory.
@@ -72,11 +75,11 @@ def load_ingredient(path):
         ValueError: the directory is neither, or a version with its BatchNorm folded.
     """
     path = Path(path)
-    if (path / train.BEST_MODEL_FILE).exists():
-        model, cfg = train.load_trained(path)
+    if (path / BEST_MODEL_FILE).exists():
+        model, cfg = load_trained(path)
         config = dataclasses.asdict(cfg)
     elif (path / "saved_model.pb").exists():
-        from ph2_tf import publish  # reads a SavedModel: TensorFlow
+        from ph2_tf.serving import publish  # reads a SavedModel: TensorFlow
 
         model, source = publish.load_published_model(path)
         config = source["config"]
@@ -89,7 +92,7 @@ def load_ingredient(path):
             )
     else:
         raise ValueError(
-            f"{str(path)!r} is neither a run directory (no {train.BEST_MODEL_FILE}) nor a "
+            f"{str(path)!r} is neither a run directory (no {BEST_MODEL_FILE}) nor a "
             "published SavedModel version (no saved_model.pb)"
         )
     weights = [np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights]
@@ -197,7 +200,7 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
     Raises:
         ValueError: `out_dir` exists, or the ingredients cannot be read or mixed.
     """
-    from ph2_tf import publish  # exports to score: TensorFlow
+    from ph2_tf.serving import publish  # exports to score: TensorFlow
 
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -232,11 +235,11 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    model.save(staging / train.BEST_MODEL_FILE)
+    model.save(staging / BEST_MODEL_FILE)
     # The architecture is all `export` reads; the soup was trained from no one checkpoint (the
     # ingredients' own `init_from`, often long deleted, stay in soup.json).
     fields = {**soup[0].config, "out_dir": str(out_dir), "init_from": None}
-    train.TrainConfig(**fields).save(staging / train.CONFIG_FILE)
+    TrainConfig(**fields).save(staging / CONFIG_FILE)
     (staging / SOUP_FILE).write_text(json.dumps(record, indent=2) + "\n")
     staging.rename(out_dir)
     log(f"soup of {len(soup)} of {len(ingredients)} ingredients written to {out_dir}")

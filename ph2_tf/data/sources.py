@@ -3,7 +3,7 @@
 A machine without TensorFlow (e.g. a GPU machine running Keras on JAX) cannot use `tfds.load`,
 which returns a `tf.data.Dataset`; TFDS's data sources read the `array_record` file format
 instead. `tfds.load` in turn cannot read `array_record`, so `python -m ph2_tf prepare`
-(`ph2_tf.prepare`, run where TensorFlow is installed) stores each `ph2` config in both formats
+(`ph2_tf.data.prepare`, run where TensorFlow is installed) stores each `ph2` config in both formats
 in one data directory, which can then be copied to the machine without TensorFlow.
 
 This module imports neither TensorFlow nor any module that does: `tensorflow_datasets` and

@@ -2,7 +2,7 @@
 
 The pipeline for one split is: read the TFDS `ph2` config that matches the training size (so that
 full-size images are not decoded when a pre-resized config exists), preprocess with
-`ph2_tf.preprocessing.preprocess` (the definition every backend and the serving signature use:
+`ph2_tf.data.preprocessing.preprocess` (the definition every backend and the serving signature use:
 image scaled to [0, 1] and resized bilinearly with anti-aliasing, mask nearest), cache, and for
 training shuffle with a seed and optionally augment; then batch by the global batch size, prefetch
 and, given a `tf.distribute` strategy, distribute (each replica gets `batch_size / replicas`).
@@ -13,8 +13,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
-from ph2_tf import preprocessing
-from ph2_tf.preprocessing import tfds_config_for
+from ph2_tf.data import preprocessing
+from ph2_tf.data.preprocessing import tfds_config_for
 
 
 def load_examples(split, config="original", *, data_dir=None, manual_dir=None):
@@ -58,10 +58,10 @@ def preprocess(example, image_size):
 
 
 def augment_example(augmentation, image, mask, seed):
-    """Applies `augmentation` (numpy, see `ph2_tf.augmentation`) to one example inside tf.data.
+    """Applies `augmentation` (numpy, see `ph2_tf.data.augmentation`) to one example inside tf.data.
 
     Args:
-        augmentation: a `ph2_tf.augmentation.Augmentation`.
+        augmentation: a `ph2_tf.data.augmentation.Augmentation`.
         image: float32 `(S, S, 3)` in [0, 1].
         mask: float32 `(S, S, 1)` in {0, 1}.
         seed: int64 tensor of shape `(2,)`; seeds the example's `numpy.random.Generator`.
@@ -97,7 +97,7 @@ def load_split(
         image_size: side of the square training images, in pixels.
         batch_size: GLOBAL batch size (per-replica batch size x replicas in sync).
         training: shuffle (seeded, reshuffled each epoch) and allow augmentation.
-        augmentation: a `ph2_tf.augmentation.Augmentation` for the training examples; ignored
+        augmentation: a `ph2_tf.data.augmentation.Augmentation` for the training examples; ignored
             unless `training`.
         seed: seed for the shuffle order and the augmentation.
         data_dir: TFDS data directory (TFDS's default when None).

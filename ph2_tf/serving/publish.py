@@ -14,7 +14,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ph2_tf import evaluate, provenance, versions
+from ph2_tf import provenance
+from ph2_tf.evaluation import evaluate
+from ph2_tf.serving import versions
 
 METRICS_FILE = "metrics.json"
 SELECTION_SPLIT = "validation"
@@ -55,7 +57,7 @@ def best_per_model(records):
 def _signature(version_dir):
     import tensorflow as tf  # exported models run on TensorFlow; the rest of this module not
 
-    from ph2_tf import export
+    from ph2_tf.serving import export
 
     return tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE]
 
@@ -107,7 +109,7 @@ def candidate_score(model, image_size, *, threshold=0.5, data_dir=None, manual_d
     Returns:
         The validation Jaccard the model would be published with.
     """
-    from ph2_tf import export  # imports TensorFlow
+    from ph2_tf.serving import export  # imports TensorFlow
 
     with tempfile.TemporaryDirectory() as scratch:
         version_dir = Path(scratch) / "candidate"
@@ -159,7 +161,7 @@ def load_published_model(version_dir):
 
     The architecture comes from the training config that `metrics.json` records as `source`,
     the weights from the SavedModel's variables, matched by name. A version exported with its
-    BatchNorm folded into the convolutions (`ph2_tf.folding`) is rebuilt folded. This lets a
+    BatchNorm folded into the convolutions (`ph2_tf.serving.folding`) is rebuilt folded. This lets a
     published model be exported again with a newer serving graph, without its training run.
 
     Args:
@@ -174,7 +176,8 @@ def load_published_model(version_dir):
     """
     import tensorflow as tf  # reads a SavedModel
 
-    from ph2_tf import export, folding, train
+    from ph2_tf.serving import export, folding
+    from ph2_tf.training import train
 
     version_dir = Path(version_dir)
     metrics_path = version_dir / METRICS_FILE
@@ -242,7 +245,7 @@ def publish(
     Returns:
         The new version directory, or None when nothing was published.
     """
-    from ph2_tf import export  # imports TensorFlow
+    from ph2_tf.serving import export  # imports TensorFlow
 
     model_dir = Path(base_dir) / model_name
     staging = model_dir / ".candidate"

@@ -1,0 +1,215 @@
+"""Training: model compilation and the `train` entry point.
+
+Backend-agnostic: on TensorFlow (the default) data comes from the `tf.data` pipeline of
+`ph2_tf.data.pipeline` and training runs under a `tf.distribute` strategy; on another Keras backend
+(JAX) nothing here imports TensorFlow, data comes from `ph2_tf.data.arrays`, and several local
+accelerators are used through `keras.distribution.DataParallel`.
+
+`train(cfg)` is what the command line and the hyper-parameter tuner both call. Its pieces live
+beside it: `config` (`TrainConfig`), `distribute` (strategies), `callbacks` and `runs` (the files
+of a run directory).
+"""
+
+import keras
+import numpy as np
+
+from ph2_tf.data import arrays
+from ph2_tf.data.augmentation import get_augmentation
+from ph2_tf.evaluation.metrics import segmentation_metrics
+from ph2_tf.models import build_model
+from ph2_tf.training import accelerators
+from ph2_tf.training.callbacks import make_callbacks
+from ph2_tf.training.distribute import (
+    adapt_for_multi_worker,
+    get_strategy,
+    strategy_scope,
+    use_local_accelerators,
+    worker_out_dir,
+)
+from ph2_tf.training.losses import get_loss, num_classes_for
+from ph2_tf.training.runs import CONFIG_FILE, read_log
+
+
+def set_seeds(seed, deterministic=True):
+    """Seeds Python, NumPy, Keras and the backend, and optionally enables op determinism.
+
+    Args:
+        seed: the seed.
+        deterministic: on TensorFlow, also call `tf.config.experimental.enable_op_determinism()`.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def build_configured_model(cfg):
+    """The untrained, uncompiled model a `TrainConfig` describes, in the current dtype policy.
+
+    Args:
+        cfg: a `TrainConfig` (or any object with its `model`, `image_size`, `width`, `loss`
+            and `colour_constancy` fields).
+
+    Returns:
+        A Keras model with static input shape `(image_size, image_size, 3)`.
+    """
+    return build_model(
+        cfg.model,
+        input_shape=(cfg.image_size, cfg.image_size, 3),
+        width=cfg.width,
+        num_classes=num_classes_for(cfg.loss),
+        colour_constancy=cfg.colour_constancy,
+    )
+
+
+def build_and_compile(cfg):
+    """Builds the model and compiles it with AdamW, the configured loss and the metrics.
+
+    Call inside `strategy.scope()` so that variables are created by the strategy. Under
+    `MultiWorkerMirroredStrategy` the model also gets `adapt_for_multi_worker`. Sets the global
+    Keras dtype policy to `cfg.precision` first.
+
+    Args:
+        cfg: a `TrainConfig`.
+
+    Returns:
+        The compiled Keras model (static input shape `(image_size, image_size, 3)`).
+    """
+    keras.config.set_dtype_policy(cfg.precision)
+    model = build_configured_model(cfg)
+    multi_worker = in_strategy_scope = False
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.get_strategy()
+        multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        in_strategy_scope = tf.distribute.has_strategy()
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            use_ema=cfg.ema_momentum is not None,
+            ema_momentum=cfg.ema_momentum or 0.99,  # Keras' default; unused without use_ema
+        ),
+        loss=get_loss(cfg.loss),
+        metrics=segmentation_metrics(),
+        jit_compile="auto" if cfg.jit_compile is None else cfg.jit_compile and not multi_worker,
+    )
+    if cfg.init_from:
+        _load_initial_weights(model, cfg.init_from)
+    if multi_worker:
+        adapt_for_multi_worker(model, cfg.image_size)
+    elif keras.backend.backend() == "tensorflow" and not in_strategy_scope:
+        _build_training_state(model, cfg.image_size)
+    return model
+
+
+def _load_initial_weights(model, path):
+    """Copies the weights of the model saved at `path` into `model`, which must match it."""
+    saved = keras.models.load_model(path, compile=False)
+    mismatch = [
+        f"{ours.path} {tuple(ours.shape)} against {tuple(theirs.shape)}"
+        for ours, theirs in zip(model.weights, saved.weights, strict=False)
+        if tuple(ours.shape) != tuple(theirs.shape)
+    ]
+    if len(model.weights) != len(saved.weights) or mismatch:
+        raise ValueError(
+            f"init_from {str(path)!r} holds a different model from the configured one: "
+            f"{len(saved.weights)} weights against {len(model.weights)}"
+            + (f"; first mismatch: {mismatch[0]}" if mismatch else "")
+        )
+    model.set_weights(saved.get_weights())
+
+
+def _build_training_state(model, image_size):
+    """Creates the optimizer's and the compiled metrics' variables before the first step.
+
+    On TensorFlow outside a distribution strategy's scope, Keras creates them while it traces
+    the first training step, and a `tf.function` that creates variables is traced twice. Built
+    here, the step is traced once: the `small` UNet's first `fit` call took 3.1 s instead of
+    7.3 s on 2 CPU cores, which every configuration of the tuner pays.
+
+    Args:
+        model: the compiled model.
+        image_size: side of the square training images.
+    """
+    model.optimizer.build(model.trainable_variables)
+    images = np.zeros((1, image_size, image_size, 3), "float32")
+    masks = np.zeros((1, image_size, image_size, 1), "float32")
+    model.compute_metrics(images, masks, model(images), sample_weight=None)
+    model.reset_metrics()
+
+
+def _datasets(cfg):
+    """`(train, validation)` data for `fit`: tf.data on TensorFlow, `arrays.Batches` elsewhere."""
+    common = dict(data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
+    augmentation = get_augmentation(cfg.augment)
+    if keras.backend.backend() == "tensorflow":
+        from ph2_tf.data import pipeline  # imports TensorFlow
+
+        common.update(image_size=cfg.image_size, batch_size=cfg.batch_size)
+        train_ds = pipeline.load_split(
+            "train", training=True, augmentation=augmentation, seed=cfg.seed, **common
+        )
+        return train_ds, pipeline.load_split("validation", **common)
+    train_images, train_masks, _ = arrays.load_arrays("train", cfg.image_size, **common)
+    val_images, val_masks, _ = arrays.load_arrays("validation", cfg.image_size, **common)
+    train_batches = arrays.Batches(
+        train_images,
+        train_masks,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        augmentation=augmentation,
+    )
+    return train_batches, arrays.Batches(val_images, val_masks, cfg.batch_size)
+
+
+def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
+    """Trains a model on the PH2 train split, validating on the validation split.
+
+    Resumes from `cfg.out_dir`'s backup when a previous run of it was interrupted.
+
+    Args:
+        cfg: a `TrainConfig` (validated again here, before any data is read or file written).
+        strategy: a `tf.distribute.Strategy`; `get_strategy()` when None (which is None on
+            other backends, where `use_local_accelerators` decides).
+        model: a model compiled by `build_and_compile(cfg)` under `strategy` (the tuner builds
+            its own); built here when None.
+        extra_callbacks: more Keras callbacks, run after the standard ones.
+        verbose: Keras `fit` verbosity.
+
+    Returns:
+        `(model, history)`: the model after the last epoch (its averaged weights with
+            `cfg.ema_momentum`), and the run's whole per-epoch history
+        (`read_log`: every epoch once, including those before a resume).
+
+    Raises:
+        ValueError: an invalid `cfg`.
+        TrainingDivergedError: the loss or the weights became non-finite; `best.keras` and the
+            backup still hold the last finite state, if any.
+    """
+    cfg.validate()
+    set_seeds(cfg.seed, cfg.deterministic)
+    accelerators.enable_jax_compilation_cache()
+    strategy = strategy or get_strategy()
+    out_dir = worker_out_dir(cfg.out_dir, strategy)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir / CONFIG_FILE)
+    train_data, val_data = _datasets(cfg)
+    if model is None:
+        # Seeded again: preparing the dataset on first use consumes random state, and the
+        # first run must initialise its weights as every later run with this seed does.
+        set_seeds(cfg.seed, cfg.deterministic)
+        use_local_accelerators()
+        with strategy_scope(strategy):
+            model = build_and_compile(cfg)
+    model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=cfg.epochs,
+        callbacks=make_callbacks(cfg, out_dir) + list(extra_callbacks),
+        verbose=verbose,
+    )
+    return model, read_log(out_dir)
