@@ -146,6 +146,37 @@ class TrainConfig:
             "None or a number in (0, 1)",
         )
 
+    @classmethod
+    def from_profile(cls, profile="small", **overrides):
+        """The one way to build a config: a profile's size, width and batch, then overrides.
+
+        Args:
+            profile: a key of `PROFILES`, or a `Profile`.
+            **overrides: `TrainConfig` fields; a None value means "not given" and keeps the
+                profile's or the dataclass's default.
+
+        Returns:
+            The validated `TrainConfig`.
+
+        Raises:
+            ValueError: an unknown profile, a name that is not a field, or an invalid value.
+        """
+        if isinstance(profile, str):
+            if profile not in PROFILES:
+                raise ValueError(f"profile must be one of {tuple(PROFILES)}, received {profile!r}")
+            profile = PROFILES[profile]
+        fields = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(f"not TrainConfig fields: {', '.join(unknown)}")
+        chosen = {
+            "image_size": profile.image_size,
+            "width": profile.width,
+            "batch_size": profile.batch_size,
+        }
+        chosen.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**chosen)
+
     def save(self, path):
         """Writes the config as JSON.
 

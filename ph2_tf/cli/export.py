@@ -1,0 +1,121 @@
+"""`export`: a run or a published version as a TF Serving SavedModel version."""
+
+import dataclasses
+import json
+import pathlib
+import shutil
+
+from ph2_tf.cli.common import add_data_args, fail
+
+
+def add_parser(commands):
+    """Adds the `export` command to `commands`, the parent parser's subparsers."""
+    export = commands.add_parser("export", help="SavedModel in TF Serving layout + models.config")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="directory written by `train`")
+    source.add_argument(
+        "--from-saved-model",
+        help="a published version directory (with its metrics.json) to export again, with "
+        "today's serving graph, as a new version; writes the new version's metrics.json "
+        "(needs the dataset: --data-dir, --manual-dir)",
+    )
+    export.add_argument("--base-dir", default="saved_models", help="TF Serving model root")
+    export.add_argument("--model-name", help="TF Serving model name (default: the run's model)")
+    export.add_argument("--version", type=int, help="version number (default: next free)")
+    export.add_argument("--threshold", type=float, default=0.5)
+    export.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="in both signatures' `mask`, keep only the largest lesion and fill its holes, "
+        "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
+    )
+    export.add_argument(
+        "--serving-root", help="base-dir as the server sees it in models.config (e.g. /models)"
+    )
+    export.add_argument(
+        "--if-better",
+        action="store_true",
+        help="publish as the next version only if it beats the served (highest) version, both "
+        "measured through their serving signature on the validation split (with "
+        "--from-saved-model: the same weights in another serving graph); writes "
+        "metrics.json (needs the dataset: --data-dir, --manual-dir)",
+    )
+    add_data_args(export)
+
+
+def run(args):
+    """`export` command: exports a run's best checkpoint and rewrites models.config."""
+    from ph2_tf.experiments import soup
+    from ph2_tf.serving import export, publish
+    from ph2_tf.training.runs import load_trained
+
+    if args.if_better and args.version is not None:
+        return fail(args, f"--if-better picks the version itself; drop --version {args.version}")
+    if args.from_saved_model:
+        return _export_again(args)
+    model, cfg = load_trained(args.run_dir)
+    common = dict(
+        base_dir=args.base_dir,
+        model_name=args.model_name or cfg.model,
+        image_size=cfg.image_size,
+        threshold=args.threshold,
+        largest_component=args.largest_component,
+    )
+    if args.if_better:
+        source = {"name": pathlib.Path(args.run_dir).name, "config": dataclasses.asdict(cfg)}
+        soup_record = pathlib.Path(args.run_dir) / soup.SOUP_FILE
+        if soup_record.exists():
+            source["soup"] = json.loads(soup_record.read_text())
+        path = publish.publish(
+            model,
+            source={**source, "serving": _serving_options(args)},
+            data_dir=args.data_dir or cfg.data_dir,
+            manual_dir=args.manual_dir or cfg.manual_dir,
+            **common,
+        )
+        print(json.dumps({"saved_model": None if path is None else str(path)}))
+        return 0
+    path = export.export_for_serving(model, version=args.version, **common)
+    config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
+    print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
+
+
+def _serving_options(args):
+    """What the exported graph does after the model, as recorded in `metrics.json`."""
+    return {"threshold": args.threshold, "largest_component": args.largest_component}
+
+
+def _export_again(args):
+    """`export --from-saved-model`: a published version, exported anew as the next version."""
+    from ph2_tf.serving import export, publish
+
+    version_dir = pathlib.Path(args.from_saved_model)
+    try:
+        model, source = publish.load_published_model(version_dir)
+    except (OSError, ValueError) as error:
+        return fail(args, error)
+    source = {**source, "exported_again_from": str(version_dir), "serving": _serving_options(args)}
+    common = dict(
+        base_dir=args.base_dir,
+        model_name=args.model_name or version_dir.resolve().parent.name,
+        image_size=source["config"]["image_size"],
+        threshold=args.threshold,
+        largest_component=args.largest_component,
+    )
+    data = dict(
+        data_dir=args.data_dir or source["config"].get("data_dir"),
+        manual_dir=args.manual_dir or source["config"].get("manual_dir"),
+    )
+    if args.if_better:
+        path = publish.publish(model, source=source, **common, **data)
+        print(json.dumps({"saved_model": None if path is None else str(path)}))
+        return 0
+    path = export.export_for_serving(model, version=args.version, **common)
+    try:
+        publish.write_metrics(path, source, **data)
+    except BaseException:
+        shutil.rmtree(path)  # a version without its metrics would be served unmeasured
+        raise
+    config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
+    print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
+    return 0

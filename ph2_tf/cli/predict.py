@@ -1,0 +1,139 @@
+"""`predict`: lesion masks and overlays for image files and folders."""
+
+import pathlib
+import sys
+
+from ph2_tf.cli.common import fail, probability
+from ph2_tf.serving import versions
+from ph2_tf.serving.predict import IMAGE_SUFFIXES
+
+
+def add_parser(commands):
+    """Adds the `predict` command to `commands`, the parent parser's subparsers."""
+    predict = commands.add_parser(
+        "predict",
+        help="lesion masks and overlays for image files and folders",
+        description="Writes <name>.mask.png and <name>.overlay.png for each input image, e.g. "
+        "a.jpg.mask.png for a.jpg. Inputs that cannot be read are reported and skipped; the "
+        "exit status is 1 when any input failed.",
+    )
+    predict.add_argument(
+        "--saved-model",
+        required=True,
+        help="SavedModel version directory, or a model directory (latest version is used)",
+    )
+    predict.add_argument(
+        "--output-dir",
+        required=True,
+        help="where the outputs go; a folder input's tree is mirrored below it",
+    )
+    predict.add_argument(
+        "--threshold",
+        type=probability,
+        help="probability at or above which a pixel is lesion, in (0, 1), applied to the "
+        "`probabilities` output, followed by the post-processing the model was exported with "
+        "(default: the signature's `mask`)",
+    )
+    predict.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write <name>.probabilities.png, 16-bit: round(probability * 65535)",
+    )
+    predict.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average over the image and its two flips (the serving_flip_tta signature; about "
+        "3x the time; see results/postprocessing/)",
+    )
+    predict.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="keep only the largest lesion in the mask and fill its holes (after the "
+        "threshold; ph2_tf.serving.postprocessing; see results/postprocessing/); models exported "
+        "with `export --largest-component` do it already",
+    )
+    predict.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE_OR_FOLDER",
+        help="image files (any format Pillow reads) and folders, searched recursively for "
+        + ", ".join(IMAGE_SUFFIXES),
+    )
+
+
+def run(args):
+    """`predict` command: masks and overlays (and probability maps) for image files and folders.
+
+    Every input that cannot be read or written is reported on one line and skipped; a summary
+    line ends the run.
+
+    Returns:
+        0 when every input was predicted; 1 when any failed; 2 when nothing could run (the output
+        directory is a file or cannot be created, or there is no SavedModel).
+    """
+
+    # Checked before TensorFlow is imported, which takes seconds.
+    out_dir = pathlib.Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        return fail(args, f"--output-dir {out_dir} exists and is not a directory")
+    try:
+        version_dir = versions.resolve(args.saved_model)
+    except ValueError as e:
+        return fail(args, str(e))
+
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from ph2_tf.serving import publish
+    from ph2_tf.serving.export import FLIP_TTA_SIGNATURE, SIGNATURE
+    from ph2_tf.serving.predict import plan_outputs, predict_image
+    from tfds_ph2.ph2.image_reading import ImageReadError
+
+    saved_model = tf.saved_model.load(str(version_dir))  # Referenced: it owns the variables.
+    signature = FLIP_TTA_SIGNATURE if args.flip_tta else SIGNATURE
+    if signature not in saved_model.signatures:
+        exported_before = " (exported before it existed)" if args.flip_tta else ""
+        return fail(
+            args, f"the SavedModel {version_dir} has no {signature!r} signature{exported_before}"
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return fail(args, f"cannot create --output-dir {out_dir}: {e.strerror or e}")
+
+    # A new --threshold replaces the signature's mask, so the graph's post-processing is redone.
+    largest_component = args.largest_component or (
+        args.threshold is not None
+        and publish.serving_options(version_dir).get("largest_component", False)
+    )
+    plan, failures = plan_outputs(args.inputs, out_dir)
+    for message in failures:
+        print(f"predict: {message}", file=sys.stderr)
+    written = 0
+    # disable=None: a bar on a terminal only, so that logs get the result lines alone.
+    with tqdm(plan, desc="predict", unit="image", file=sys.stderr, disable=None) as progress:
+        for source, stem in progress:
+            try:
+                lesion, paths = predict_image(
+                    serve=saved_model.signatures[signature],
+                    source=source,
+                    stem=stem,
+                    threshold=args.threshold,
+                    write_probabilities=args.probabilities,
+                    largest_component=largest_component,
+                )
+            except ImageReadError as e:
+                message = str(e)
+            except OSError as e:
+                message = f"cannot write the outputs of {source}: {e}"
+            except tf.errors.OpError as e:  # E.g. out of memory on a huge image.
+                message = f"prediction failed for {source}: {e.message.splitlines()[0]}"
+            else:
+                written += 1
+                names = ", ".join(str(p) for p in paths)
+                progress.write(f"{source}: {lesion:.1%} lesion -> {names}", file=sys.stdout)
+                continue
+            failures.append(message)
+            progress.write(f"predict: {message}", file=sys.stderr)
+    print(f"predict: {written} written, {len(failures)} failed", file=sys.stderr)
+    return 1 if failures else 0
