@@ -18,11 +18,20 @@ def add_parser(commands):
     )
     soup.add_argument(
         "ingredients",
-        nargs="+",
+        nargs="*",
         metavar="RUN_OR_VERSION_DIR",
-        help="run directories written by `train`, or published SavedModel versions",
+        help="run directories written by `train`, or published SavedModel versions (or --config)",
     )
     soup.add_argument("--out-dir", required=True, help="the soup's run directory (must be new)")
+    recipe = soup.add_argument_group("recipe (configs/README.md)")
+    recipe.add_argument(
+        "--config",
+        help="a recipe file: the ingredients are every run of its soup's stages, which must "
+        "have finished training",
+    )
+    recipe.add_argument(
+        "--runs-root", help="with --config: where `train --config` wrote the runs (default runs)"
+    )
     add_data_args(soup)
 
 
@@ -30,9 +39,26 @@ def run(args):
     """`soup` command: writes a greedy soup's run directory and prints its summary."""
     from ph2_tf.experiments import soup
 
+    if args.config is None:
+        if args.runs_root is not None:
+            return fail(args, "--runs-root needs --config, the recipe it refers to")
+        if not args.ingredients:
+            return fail(args, "give the ingredients' directories, or a recipe with --config")
+        ingredients = args.ingredients
+    else:
+        if args.ingredients:
+            return fail(
+                args,
+                f"{args.ingredients[0]!r}: the ingredients come from --config {args.config}; "
+                "give one or the other",
+            )
+        try:
+            ingredients = _recipe_ingredients(args.config, args.runs_root)
+        except ValueError as error:
+            return fail(args, error)
     try:
         record = soup.make_soup(
-            args.ingredients,
+            ingredients,
             args.out_dir,
             data_dir=args.data_dir,
             manual_dir=args.manual_dir,
@@ -43,3 +69,15 @@ def run(args):
     summary = {key: record[key] for key in ("ingredients", "validation_jaccard")}
     print(json.dumps({"run_dir": args.out_dir, **summary}))
     return 0
+
+
+def _recipe_ingredients(config, runs_root):
+    """The run directories of a recipe's soup stages, each checked to have finished."""
+    from ph2_tf.training import recipes
+
+    recipe = recipes.load(config)
+    runs_root = runs_root or recipes.DEFAULT_RUNS_ROOT
+    paths = recipes.soup_run_dirs(recipe, runs_root)  # refuses a recipe without a soup
+    for stage in recipe.soup.ingredients:
+        recipes.require_trained(recipe, stage, runs_root)
+    return [str(path) for path in paths]

@@ -1,8 +1,10 @@
-"""`train`: one training run into its run directory."""
+"""`train`: one training run into its run directory, or the runs of one stage of a recipe."""
 
 import argparse
+import dataclasses
 import json
 import pathlib
+import sys
 
 from ph2_tf.cli.common import add_data_args, fail
 from ph2_tf.data.augmentation import AUGMENTATIONS
@@ -10,117 +12,215 @@ from ph2_tf.training.profiles import PROFILES
 
 
 def add_parser(commands):
-    """Adds the `train` command to `commands`, the parent parser's subparsers."""
-    train = commands.add_parser("train", help="train a model; writes a run directory")
-    train.add_argument("--model", choices=("unet", "segnet"), default="unet")
-    train.add_argument(
-        "--loss", default="bce", help="loss name from ph2_tf.training.losses (default bce)"
+    """Adds the `train` command to `commands`, the parent parser's subparsers.
+
+    The options that set the training default to None ("not given"): `TrainConfig` supplies
+    their defaults, and with `--config` any of them given is refused, since the recipe sets
+    them all.
+    """
+    train = commands.add_parser(
+        "train",
+        help="train a model; writes a run directory",
+        description="Trains one run from the options below, or with --config and --stage the "
+        "runs of one stage of a recipe (configs/README.md), under --runs-root.",
     )
-    train.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
-    train.add_argument("--epochs", type=int, default=50)
-    train.add_argument(
+    settings = {}  # dest -> option string, of every option a recipe sets
+
+    def setting(*flags, **kwargs):
+        action = train.add_argument(*flags, **kwargs)
+        settings[action.dest] = action.option_strings[0]
+
+    setting("--model", choices=("unet", "segnet"), help="default unet")
+    setting("--loss", help="loss name from ph2_tf.training.losses (default bce)")
+    setting("--lr", type=float, help="AdamW learning rate (default 1e-4)")
+    setting("--epochs", type=int, help="default 50")
+    setting(
         "--profile",
         choices=sorted(PROFILES),
-        default="small",
-        help="image size, width and batch size preset (overridable below)",
+        help="image size, width and batch size preset (default small; overridable below)",
     )
-    train.add_argument("--image-size", type=int, help="square training size in pixels")
-    train.add_argument("--width", type=float, help="filter-count multiplier")
-    train.add_argument("--batch-size", type=int, help="global batch size")
-    train.add_argument("--weight-decay", type=float, default=0.01)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
+    setting("--image-size", type=int, help="square training size in pixels")
+    setting("--width", type=float, help="filter-count multiplier")
+    setting("--batch-size", type=int, help="global batch size")
+    setting("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
+    setting(
         "--augment",
         nargs="?",
         const="all",
-        default="none",
         choices=tuple(AUGMENTATIONS),
         help="training augmentation preset (default none; --augment alone: all); see "
         "ph2_tf/data/augmentation.py and results/augmentation/",
     )
-    train.add_argument(
+    setting(
         "--colour-constancy",
         action="store_true",
+        default=None,
         help="start the model with shades-of-grey colour normalisation (also when served)",
     )
-    train.add_argument(
+    setting(
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         help="compile the training step with XLA, or not (default: Keras' auto, which is XLA "
         "under JAX, and under TensorFlow on GPUs without op determinism)",
     )
-    train.add_argument(
-        "--precision",
-        default="float32",
-        help="Keras dtype policy: float32 (the study's) or mixed_bfloat16",
+    setting(
+        "--precision", help="Keras dtype policy: float32 (the study's, default) or mixed_bfloat16"
     )
-    train.add_argument(
+    setting(
         "--no-deterministic",
         dest="deterministic",
         action="store_false",
+        default=None,
         help="do not enable TensorFlow op determinism",
     )
-    train.add_argument(
+    setting(
         "--init-from",
         help="start from the weights of this .keras file (another run's best.keras, same "
         "model) and train --epochs more, with a fresh optimizer",
     )
-    train.add_argument(
+    setting(
         "--ema-momentum",
         type=float,
         help="validate, checkpoint and finish with a moving average of the weights that "
         "each step updates with this momentum (e.g. 0.99); default: no averaging",
     )
+    setting("--out-dir", help="run directory (default results/<model>_<loss>_lr<lr>_e<epochs>)")
     train.add_argument(
-        "--out-dir", help="run directory (default results/<model>_<loss>_lr<lr>_e<epochs>)"
+        "--seed",
+        type=int,
+        help="seed for weights, shuffling and augmentation (default 0); with --config, which "
+        "of the stage's seeds to train (default: each in turn)",
     )
+    recipe = train.add_argument_group("recipe (configs/README.md)")
+    recipe.add_argument("--config", help="a recipe file, e.g. configs/ph2_segnet.json")
+    recipe.add_argument(
+        "--stage",
+        help="with --config: the stage to train; its init_from stage must have finished. "
+        "Finished runs are skipped and interrupted ones resume",
+    )
+    recipe.add_argument(
+        "--runs-root",
+        help="with --config: where runs go, as <runs-root>/<recipe name>/<stage>[-seed<k>] "
+        "(default runs)",
+    )
+    train.set_defaults(recipe_settings=settings)
     add_data_args(train)
 
 
 def run(args):
-    """`train` command: trains and prints the run directory and the best val_jaccard.
+    """`train` command: trains and prints one JSON line per run with its best val_jaccard.
 
     Returns:
-        0; 2 for invalid arguments (checked before any data is read or file written); 1 when
-        training diverged (non-finite loss or weights).
+        0; 2 for invalid arguments or recipe (checked before any data is read or file
+        written); 1 when training diverged (non-finite loss or weights).
     """
+    from ph2_tf.training.config import TrainConfig
+
+    if args.config is None:
+        for option, value in (("--stage", args.stage), ("--runs-root", args.runs_root)):
+            if value is not None:
+                return fail(args, f"{option} needs --config, the recipe it refers to")
+        try:
+            cfg = TrainConfig.from_profile(
+                args.profile or "small",
+                model=args.model,
+                loss=args.loss,
+                learning_rate=args.lr,
+                epochs=args.epochs,
+                image_size=args.image_size,
+                width=args.width,
+                batch_size=args.batch_size,
+                weight_decay=args.weight_decay,
+                seed=args.seed,
+                augment=args.augment,
+                colour_constancy=args.colour_constancy,
+                data_dir=args.data_dir,
+                manual_dir=args.manual_dir,
+                out_dir=args.out_dir,
+                deterministic=args.deterministic,
+                precision=args.precision,
+                jit_compile=args.jit_compile,
+                init_from=args.init_from,
+                ema_momentum=args.ema_momentum,
+            )
+        except ValueError as e:
+            return fail(args, e)
+        if args.out_dir is None:
+            default_dir = f"results/{cfg.model}_{cfg.loss}_lr{cfg.learning_rate:g}_e{cfg.epochs}"
+            cfg = dataclasses.replace(cfg, out_dir=default_dir)
+        return _train(args, cfg)
+    return _train_stage(args)
+
+
+def _train_stage(args):
+    """`train --config --stage`: each (or the chosen) run of one stage of a recipe."""
+    from ph2_tf.training import recipes
+    from ph2_tf.training.runs import read_log
+
+    given = [flag for dest, flag in args.recipe_settings.items() if getattr(args, dest) is not None]
+    if given:
+        return fail(
+            args,
+            f"{given[0]} cannot be combined with --config: the recipe sets the training "
+            f"(edit {args.config}, or train without --config)",
+        )
+    if args.stage is None:
+        return fail(args, "--config needs --stage, the stage to train")
+    runs_root = args.runs_root or recipes.DEFAULT_RUNS_ROOT
+    try:
+        recipe = recipes.load(args.config)
+        stage = recipe.stage(args.stage)
+        if args.seed is not None and args.seed not in stage.seeds:
+            return fail(
+                args,
+                f"--seed {args.seed} is not a seed of stage {stage.name!r} in {args.config} "
+                f"(its seeds: {', '.join(map(str, stage.seeds))})",
+            )
+        if stage.init_from is not None:
+            recipes.require_trained(recipe, stage.init_from, runs_root)
+        configs = [
+            cfg
+            for cfg in recipes.stage_configs(
+                recipe,
+                stage.name,
+                runs_root,
+                data_dir=args.data_dir,
+                manual_dir=args.manual_dir,
+            )
+            if args.seed is None or cfg.seed == args.seed
+        ]
+        states = [recipes.run_state(cfg) for cfg in configs]
+    except ValueError as error:
+        return fail(args, error)
+    for cfg, state in zip(configs, states, strict=True):
+        if state == "finished":
+            print(f"{cfg.out_dir}: already trained, skipped", file=sys.stderr)
+            _report(cfg.out_dir, read_log(cfg.out_dir))
+            continue
+        status = _train(args, cfg)
+        if status:
+            return status
+    return 0
+
+
+def _train(args, cfg):
+    """Trains `cfg` and prints its run directory and best val_jaccard as one JSON line."""
     from ph2_tf.training import train
     from ph2_tf.training.callbacks import TrainingDivergedError
-    from ph2_tf.training.config import TrainConfig
-    from ph2_tf.training.runs import BEST_MODEL_FILE, MONITOR
+    from ph2_tf.training.runs import BEST_MODEL_FILE
 
-    out_dir = args.out_dir or f"results/{args.model}_{args.loss}_lr{args.lr:g}_e{args.epochs}"
-    try:
-        cfg = TrainConfig.from_profile(
-            args.profile,
-            model=args.model,
-            loss=args.loss,
-            learning_rate=args.lr,
-            epochs=args.epochs,
-            image_size=args.image_size,
-            width=args.width,
-            batch_size=args.batch_size,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            augment=args.augment,
-            colour_constancy=args.colour_constancy,
-            data_dir=args.data_dir,
-            manual_dir=args.manual_dir,
-            out_dir=out_dir,
-            deterministic=args.deterministic,
-            precision=args.precision,
-            jit_compile=args.jit_compile,
-            init_from=args.init_from,
-            ema_momentum=args.ema_momentum,
-        )
-    except ValueError as e:
-        return fail(args, e)
     try:
         _, history = train.train(cfg)
     except TrainingDivergedError as e:
-        kept = pathlib.Path(out_dir) / BEST_MODEL_FILE
+        kept = pathlib.Path(cfg.out_dir) / BEST_MODEL_FILE
         saved = f"{kept} holds the best earlier epoch." if kept.exists() else "No model saved."
         return fail(args, f"training diverged: {e}. {saved}", status=1)
-    best = max(history[MONITOR])
-    print(json.dumps({"run_dir": out_dir, "best_" + MONITOR: best}))
+    _report(cfg.out_dir, history)
     return 0
+
+
+def _report(run_dir, history):
+    """Prints a run's directory and best val_jaccard as one JSON line."""
+    from ph2_tf.training.runs import MONITOR
+
+    print(json.dumps({"run_dir": str(run_dir), "best_" + MONITOR: max(history[MONITOR])}))
