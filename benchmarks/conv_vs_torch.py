@@ -5,7 +5,7 @@ with 128), where `benchmarks/cpu_vs_torch.py` finds our training step half as fa
 PyTorch's. Prints milliseconds per call, each side timed in this one process. PyTorch is a
 benchmark dependency only (`pip install ".[benchmark]"`).
 
-    python benchmarks/conv_vs_torch.py                            # oneDNN, as ph2_tf sets it
+    python benchmarks/conv_vs_torch.py                            # oneDNN, as ph2-seg runs
     TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/conv_vs_torch.py   # TensorFlow's Eigen kernels
 """
 
@@ -13,13 +13,15 @@ import argparse
 import time
 
 # isort: off
-import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for training)
-import tensorflow as tf
+import ph2_tf
+
+ph2_tf.use_onednn_kernels()  # Before TensorFlow loads, as the command line does for training.
+import tensorflow as tf  # noqa: E402
 
 # isort: on
-import torch
+import torch  # noqa: E402
 
-from ph2_tf import provenance
+from ph2_tf import provenance  # noqa: E402
 
 # (input channels, output channels, side): the small UNet's first convolution, then one per level.
 SHAPES = ((3, 8, 96), (8, 8, 96), (16, 16, 48), (32, 32, 24), (64, 64, 12), (128, 128, 6))

@@ -22,9 +22,12 @@ import time
 
 import numpy as np
 
-from ph2_tf.models import segnet, unet
-from ph2_tf.models.blocks import scaled
-from ph2_tf.training.profiles import PROFILES
+import ph2_tf
+
+ph2_tf.use_onednn_kernels()  # Before TensorFlow (keras imports it), as the command line does.
+from ph2_tf.models import segnet, unet  # noqa: E402
+from ph2_tf.models.blocks import scaled  # noqa: E402
+from ph2_tf.training.profiles import PROFILES  # noqa: E402
 
 
 def torch_unet(width):
@@ -119,13 +122,11 @@ def keras_step(model_name, profile, jit_compile):
     from ph2_tf.training import train
     from ph2_tf.training.config import TrainConfig
 
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_profile(
+        profile,
         model=model_name,
         loss="bce",
         learning_rate=1e-4,
-        image_size=profile.image_size,
-        width=profile.width,
-        batch_size=profile.batch_size,
         deterministic=jit_compile is not True,
         jit_compile=jit_compile,
     )

@@ -15,13 +15,15 @@ import time
 import types
 
 # isort: off
-import ph2_tf  # noqa: F401  (before TensorFlow: oneDNN on, as for training)
-import tensorflow as tf
+import ph2_tf
+
+ph2_tf.use_onednn_kernels()  # Before TensorFlow loads, as the command line does for training.
+import tensorflow as tf  # noqa: E402
 
 # isort: on
-from ph2_tf.models import layers as current
-from ph2_tf.models.blocks import scaled
-from ph2_tf.training.profiles import PROFILES
+from ph2_tf.models import layers as current  # noqa: E402
+from ph2_tf.models.blocks import scaled  # noqa: E402
+from ph2_tf.training.profiles import PROFILES  # noqa: E402
 
 # Filters of the study's SegNet before each of its five poolings.
 POOLED_FILTERS = (64, 128, 256, 512, 512)

@@ -1,14 +1,20 @@
 """Scores exported models through their serving signature, in a process that never imports ph2_tf.
 
-Only TensorFlow, TFDS (reading the prepared `ph2/original` from its directory, without the
-builder code), NumPy and Pillow are used, so the numbers check the SavedModel as a TF Serving
-user receives it, independently of this project's evaluation code. For each SavedModel and each
-signature (`serving_default`, and `serving_flip_tta` where present): mean per-image Jaccard and
-Dice of the `mask` output at original size, on the PH2 test split and on the ISIC-2017 images
-of `../shared/external/isic2017-dev` (evaluation only: never trained on, never chosen on).
-With `--per-image`, each image's Jaccard too, by case id, with its lesion's share of the image.
+Why not `ph2_tf.evaluation.scoring`, which every other score goes through: this is the check on
+it. Only TensorFlow, TFDS (reading the prepared `ph2/original` from its directory, without the
+builder code), NumPy and Pillow are used, and Jaccard and Dice are computed here from scratch,
+so the numbers check the SavedModel as a TF Serving user receives it, independently of this
+project's reading, preprocessing and evaluation code. The script fails if `ph2_tf` was imported.
+It is a script rather than a module of `ph2_tf.experiments` because `python -m` would import the
+package first.
 
-    python results/v2-models/score_served.py --data-dir /tmp/tfds \\
+For each SavedModel and each signature (`serving_default`, and `serving_flip_tta` where
+present): mean per-image Jaccard and Dice of the `mask` output at original size, on the PH2 test
+split and on the ISIC-2017 images of `--isic-dir` when it exists (evaluation only: never trained
+on, never chosen on). With `--per-image`, each image's Jaccard too, by case id, with its
+lesion's share of the image (`python -m ph2_tf.experiments.lesion_share` tabulates those).
+
+    python benchmarks/served_scores.py --data-dir /tmp/tfds \\
         saved_models/ph2_unet/1 saved_models/ph2_unet/2 > results/v2-models/served_scores.json
 """
 
@@ -22,7 +28,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-ISIC_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "external" / "isic2017-dev"
+ISIC_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "external" / "isic2017-dev"
 SIGNATURES = ("serving_default", "serving_flip_tta")
 
 
@@ -36,11 +42,11 @@ def ph2_test(data_dir):
     ]
 
 
-def isic_dev():
-    """`(ISIC id, image, bool mask)` of the ISIC-2017 dev images."""
+def isic_dev(isic_dir):
+    """`(ISIC id, image, bool mask)` of the ISIC-layout folder's images."""
     cases = []
-    for image_path in sorted((ISIC_DIR / "images").glob("*.jpg")):
-        mask_path = ISIC_DIR / "masks" / f"{image_path.stem}_segmentation.png"
+    for image_path in sorted((isic_dir / "images").glob("*.jpg")):
+        mask_path = isic_dir / "masks" / f"{image_path.stem}_segmentation.png"
         image = np.asarray(Image.open(image_path).convert("RGB"))
         mask = np.asarray(Image.open(mask_path).convert("L")) > 0
         cases.append((image_path.stem, image, mask))
@@ -48,6 +54,7 @@ def isic_dev():
 
 
 def scores(serve, cases, per_image=False):
+    """Mean Jaccard and Dice of a signature's `mask` (1 each where both masks are empty)."""
     jaccards, dices, lesion_shares = [], [], []
     for _, image, truth in cases:
         predicted = serve(images=tf.constant(image[None]))["mask"].numpy()[0, ..., 0] > 0
@@ -65,13 +72,24 @@ def scores(serve, cases, per_image=False):
     return result
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/served_scores.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--data-dir", required=True, help="TFDS data dir with ph2/original")
     parser.add_argument("--per-image", action="store_true", help="also each image's Jaccard")
+    parser.add_argument("--isic-dir", type=pathlib.Path, default=ISIC_DIR, help="ISIC images")
     parser.add_argument("saved_models", nargs="+", help="SavedModel version directories")
-    args = parser.parse_args()
-    sets = {"ph2_test": ph2_test(args.data_dir), "isic2017_dev": isic_dev()}
+    args = parser.parse_args(argv)
+    prepared = pathlib.Path(args.data_dir) / "ph2" / "original"
+    if not prepared.is_dir() or not any(prepared.iterdir()):
+        parser.error(f"--data-dir {args.data_dir} has no prepared ph2/original")
+    for path in args.saved_models:
+        if not (pathlib.Path(path) / "saved_model.pb").is_file():
+            parser.error(f"{path} is not a SavedModel directory (no saved_model.pb)")
+    sets = {"ph2_test": ph2_test(args.data_dir)}
+    if args.isic_dir.is_dir():
+        sets["isic2017_dev"] = isic_dev(args.isic_dir)
     results = {}
     for path in args.saved_models:
         loaded = tf.saved_model.load(path)
@@ -83,7 +101,7 @@ def main():
             for name in SIGNATURES
             if name in loaded.signatures
         }
-        print(path, json.dumps(results[path]), file=sys.stderr, flush=True)
+        print(path, json.dumps(results[path], default=float), file=sys.stderr, flush=True)
     assert "ph2_tf" not in sys.modules, "ph2_tf was imported"
     json.dump(
         {"tensorflow": tf.__version__, "ph2_tf_imported": False, "models": results},

@@ -24,14 +24,21 @@ import numpy as np
 from PIL import Image
 
 # isort: off
-import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for serving with ph2_tf)
-import tensorflow as tf
+import ph2_tf
+
+ph2_tf.use_onednn_kernels()  # Before TensorFlow loads, as the command line does for `predict`.
+import tensorflow as tf  # noqa: E402
 
 # isort: on
-from ph2_tf.models import build_model
-from ph2_tf.serving import versions
-from ph2_tf.serving.export import FLIP_TTA_SIGNATURE, INPUT_NAME, SIGNATURE, export_for_serving
-from ph2_tf.training.profiles import PROFILES
+from ph2_tf.models import build_model  # noqa: E402
+from ph2_tf.serving import versions  # noqa: E402
+from ph2_tf.serving.export import (  # noqa: E402
+    FLIP_TTA_SIGNATURE,
+    INPUT_NAME,
+    SIGNATURE,
+    export_for_serving,
+)
+from ph2_tf.training.profiles import PROFILES  # noqa: E402
 
 HEIGHT, WIDTH = 560, 768
 

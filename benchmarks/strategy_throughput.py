@@ -13,8 +13,10 @@ import argparse
 import time
 
 # isort: off
-import ph2_tf  # noqa: F401  (before TensorFlow: it turns oneDNN on, as for training)
-import tensorflow as tf
+import ph2_tf
+
+ph2_tf.use_onednn_kernels()  # Before TensorFlow loads, as the command line does for training.
+import tensorflow as tf  # noqa: E402
 
 # isort: on
 
@@ -69,12 +71,7 @@ def main():
     from ph2_tf.training.profiles import PROFILES
 
     profile = PROFILES[args.profile]
-    cfg = TrainConfig(
-        model=args.model,
-        image_size=profile.image_size,
-        width=profile.width,
-        batch_size=profile.batch_size,
-    )
+    cfg = TrainConfig.from_profile(profile, model=args.model)
     print(f"{args.model}, profile {args.profile}: {profile}, {args.steps} timed steps")
     for name, strategy in strategies(args.cpu_replicas).items():
         rate = images_per_second(strategy, cfg, args.warmup, args.steps)

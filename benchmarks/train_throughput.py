@@ -17,14 +17,16 @@ import time
 import numpy as np
 
 # isort: off
-import ph2_tf  # noqa: F401  (before TensorFlow, which keras imports: it turns oneDNN on)
-import keras
+import ph2_tf
+
+ph2_tf.use_onednn_kernels()  # Before TensorFlow (keras imports it), as the command line does.
+import keras  # noqa: E402
 
 # isort: on
-from ph2_tf.evaluation.metrics import segmentation_metrics
-from ph2_tf.models import MODEL_NAMES, build_model
-from ph2_tf.training.losses import get_loss, num_classes_for
-from ph2_tf.training.profiles import PROFILES
+from ph2_tf.evaluation.metrics import segmentation_metrics  # noqa: E402
+from ph2_tf.models import MODEL_NAMES, build_model  # noqa: E402
+from ph2_tf.training.losses import get_loss, num_classes_for  # noqa: E402
+from ph2_tf.training.profiles import PROFILES  # noqa: E402
 
 WARMUP_STEPS = 2
 TIMED_STEPS = 3

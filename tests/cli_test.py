@@ -28,6 +28,7 @@ def test_unknown_command_is_an_error(capsys):
     assert "invalid choice: 'fly'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_evaluate_export_predict(ph2_dummy, tmp_path):
     run_dir, base_dir, out_dir = tmp_path / "run", tmp_path / "saved_models", tmp_path / "out"
     run_python(

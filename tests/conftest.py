@@ -8,7 +8,9 @@ import types
 
 import pytest
 
-import ph2_tf  # noqa: F401  (first: it turns on TensorFlow's oneDNN kernels before TF loads)
+import ph2_tf
+
+ph2_tf.use_onednn_kernels()  # Before TensorFlow loads: the kernels the command line runs.
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = pathlib.Path(__file__).resolve().parent / "scripts"

@@ -7,10 +7,13 @@ only with a tiny grid, then once more from what the first call brought back.
 
 import os
 import subprocess
+import sys
 import tarfile
 
 import pytest
 from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
 
 pytest.importorskip("jax")
 
@@ -34,6 +37,7 @@ def _run_grid(tmp_path, data_dir, call, **extra):
         GRID_GROUPS=GROUPS,
         GRID_TIMEOUT="500",
         RESUME_DIR=str(tmp_path / "none"),
+        PYTHON=sys.executable,  # this interpreter has the project, whether or not in a venv
     )
     env.update(extra)
     proc = subprocess.run(

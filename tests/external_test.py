@@ -24,8 +24,8 @@ def test_folder_cases_pairs_images_and_masks(tmp_path):
     _write_case(tmp_path, "ISIC_2")
     _write_case(tmp_path, "ISIC_1")
     cases = external.folder_cases(tmp_path)
-    assert len(cases) == 2
-    image, mask = cases[0]
+    assert [case.image_id for case in cases] == ["ISIC_1", "ISIC_2"]
+    image_id, image, mask = cases[0]
     assert image.shape == (6, 8, 3) and image.dtype == np.uint8
     assert mask.dtype == bool and mask.sum() == 6 and mask[1:3, 2:5].all()
 
@@ -43,8 +43,10 @@ def test_folder_cases_names_a_missing_or_mis_sized_mask(tmp_path):
         external.folder_cases(tmp_path)
 
 
-def test_ph2_cases_are_original_size_pairs(ph2_dummy):
+def test_ph2_cases_are_original_size_pairs_with_ids(ph2_dummy):
     cases = external.ph2_cases("test", data_dir=ph2_dummy.data_dir, manual_dir=ph2_dummy.manual_dir)
     assert cases
-    for image, mask in cases:
+    assert len({case.image_id for case in cases}) == len(cases)
+    for image_id, image, mask in cases:
+        assert image_id.startswith("IMD")
         assert image.dtype == np.uint8 and image.shape[:2] == mask.shape and mask.dtype == bool

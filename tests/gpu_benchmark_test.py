@@ -11,6 +11,8 @@ import math
 import pytest
 from conftest import REPO_ROOT, run_without_tensorflow
 
+pytestmark = pytest.mark.slow
+
 BENCHMARK = REPO_ROOT / "benchmarks" / "gpu_throughput.py"
 COMPARE = REPO_ROOT / "benchmarks" / "device" / "compare_with_peer.py"
 

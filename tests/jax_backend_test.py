@@ -17,6 +17,8 @@ from ph2_tf.serving import export
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.runs import CONFIG_FILE, load_trained, read_log
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("jax")
 
 TINY = ["--image-size", "32", "--width", "0.125", "--batch-size", "4"]
@@ -36,7 +38,8 @@ def jax_run(ph2_prepared, tmp_path_factory):
     predictions = tmp_path / "predictions.npz"
     code = (
         "import sys, keras, numpy as np\n"
-        "from ph2_tf import arrays, models  # models: registers the custom layers for loading\n"
+        "from ph2_tf import models  # registers the custom layers for loading\n"
+        "from ph2_tf.data import arrays\n"
         f"images, masks, ids = arrays.load_arrays('test', 32, data_dir={ph2_prepared!r})\n"
         f"model = keras.saving.load_model({str(run_dir / 'best.keras')!r}, compile=False)\n"
         "uint8 = np.round(images * 255).astype('uint8')  # what a serving client sends\n"

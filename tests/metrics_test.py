@@ -156,6 +156,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_with_two_replicas():
     # Logical devices must be configured before TensorFlow initialises: use a fresh process.
     process = subprocess.run(

@@ -14,6 +14,8 @@ from conftest import REPO_ROOT, SCRIPTS_DIR, subprocess_env
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.runs import BEST_MODEL_FILE, read_log
 
+pytestmark = pytest.mark.slow
+
 NUM_WORKERS = 2
 
 

@@ -1,24 +1,38 @@
 """Tests of `python -m ph2_tf predict` with a tiny untrained SavedModel.
 
 The outputs are checked against the SavedModel's own `serving_default` signature run here, so the
-tests hold for whatever the untrained model predicts.
+tests hold for whatever the untrained model predicts. Which files a folder yields (PH2 ground-truth
+masks are skipped) and how the overlay draws a mask are checked without TensorFlow.
 """
 
 import io
 import json
+import os
+import pathlib
+import shutil
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_python
+from conftest import run_python, subprocess_env
 from PIL import Image
 from scipy import ndimage
 
+import tfds_ph2
 from ph2_tf import cli
+from ph2_tf.cli.common import ABSL_UNINITIALISED_BANNER
 from ph2_tf.models import build_model
 from ph2_tf.serving import export
 from ph2_tf.serving.postprocessing import largest_component_filled
+from ph2_tf.serving.predict import (
+    IMAGE_SUFFIXES,
+    OUTLINE_COLOUR,
+    draw_outline,
+    is_ph2_ground_truth,
+    outline_width,
+    plan_outputs,
+)
 
 RNG = np.random.default_rng(0)
 HEIGHT, WIDTH = 40, 56
@@ -66,6 +80,7 @@ def _predict(capsys, *args):
     return status, captured.out, [line.split("\r")[-1] for line in captured.err.splitlines()]
 
 
+@pytest.mark.slow  # a predict subprocess: TensorFlow starts again
 def test_bad_inputs_are_reported_and_the_rest_is_predicted(saved_model, tmp_path):
     images = tmp_path / "images"
     inputs = [
@@ -82,15 +97,23 @@ def test_bad_inputs_are_reported_and_the_rest_is_predicted(saved_model, tmp_path
     inputs[1].write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # Header intact.
     inputs[3].write_bytes(b"")
     out_dir = tmp_path / "out"
+    env = subprocess_env()
+    del env["TF_CPP_MIN_LOG_LEVEL"]  # The command line's own setting, as a user gets it.
 
     proc = run_python(
         ["-m", "ph2_tf", "predict", "--saved-model", saved_model.parent, "--output-dir"]
         + [out_dir, "--probabilities", *inputs],
         check=False,
+        env=env,
     )
 
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+    # The first line names the version served; TensorFlow's start-up lines are not shown.
+    assert proc.stderr.splitlines()[0] == f"predict: using the SavedModel in {saved_model}"
+    assert ABSL_UNINITIALISED_BANNER not in proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("I0000 ")]
+    assert "cuInit" not in proc.stderr  # subprocess_env hides the GPUs: a certain failure.
     written = ["a.jpg", "a.png", "gray16.png", "gray8.png", "later.png"]
     assert sorted(p.name for p in out_dir.glob("*.mask.png")) == [f"{n}.mask.png" for n in written]
     assert len(list(out_dir.glob("*.overlay.png"))) == 5
@@ -105,6 +128,21 @@ def test_bad_inputs_are_reported_and_the_rest_is_predicted(saved_model, tmp_path
             _read(out_dir / f"gray16.png.{kind}.png"), _read(out_dir / f"gray8.png.{kind}.png")
         )
     assert np.unique(_read(out_dir / "gray8.png.probabilities.png")).size > 1
+
+
+def test_the_first_line_names_the_version_served(saved_model, tmp_path, capsys, monkeypatch):
+    model_dir = tmp_path / "unet"
+    for version in ("2", "10"):  # 10 is the latest, though it sorts first as text
+        shutil.copytree(saved_model, model_dir / version)
+    (model_dir / "11").mkdir()  # no SavedModel in it: not a version
+    monkeypatch.chdir(tmp_path)
+
+    status, _, err = _predict(
+        capsys, "--saved-model", "unet", "--output-dir", "out", _save(RGB, tmp_path / "a.png")
+    )
+
+    assert status == 0, err
+    assert err[0] == f"predict: using the SavedModel in {model_dir / '10'}"  # absolute
 
 
 def test_exif_rotated_jpeg_is_predicted_as_displayed(saved_model, probabilities, tmp_path, capsys):
@@ -148,6 +186,120 @@ def test_folder_input_mirrors_its_tree(saved_model, tmp_path, capsys):
     assert len(out.splitlines()) == 4 and err[-1] == "predict: 4 written, 0 failed"
 
 
+def _ph2_case(folder, case_id):
+    """A PH2 case as the archive lays it out: image, lesion mask and one colour-class mask."""
+    image = _save(RGB, folder / case_id / f"{case_id}_Dermoscopic_Image" / f"{case_id}.png")
+    lesion = _save(GREY, folder / case_id / f"{case_id}_lesion" / f"{case_id}_lesion.bmp")
+    _save(GREY, folder / case_id / f"{case_id}_roi" / f"{case_id}_R1_Label4.bmp")
+    return image, lesion
+
+
+def test_ph2_ground_truth_masks_are_skipped_in_folders_but_read_when_named(
+    saved_model, tmp_path, capsys
+):
+    cases = tmp_path / "cases"
+    _, lesion = _ph2_case(cases, "IMD001")
+    # A `_lesion` folder that is not its case's ground truth is searched as usual.
+    _save(RGB, cases / "clinic" / "mole_lesion" / "photo.png")
+    out_dir = tmp_path / "out"
+
+    status, out, err = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", out_dir, cases, lesion,
+        lesion.parent,
+    )  # fmt: skip
+
+    assert status == 1, err
+    assert sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.mask.png")) == [
+        "IMD001/IMD001_Dermoscopic_Image/IMD001.png.mask.png",
+        "IMD001_lesion.bmp.mask.png",  # named explicitly
+        "clinic/mole_lesion/photo.png.mask.png",
+    ]
+    assert len(out.splitlines()) == 3
+    assert f"predict: {lesion.parent}: no {', '.join(IMAGE_SUFFIXES)} files in this folder " \
+        "other than PH2 ground-truth masks" in err  # fmt: skip
+    assert "predict: skipped 3 PH2 ground-truth masks (in <case>_lesion and <case>_roi " \
+        "folders); name a file to predict it" in err  # fmt: skip
+    assert err[-1] == "predict: 3 written, 1 failed"
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("IMD001/IMD001_lesion/IMD001_lesion.bmp", True),
+        ("IMD001/IMD001_roi/IMD001_R2_Label3.bmp", True),
+        ("IMD001/IMD001_Dermoscopic_Image/IMD001.bmp", False),
+        ("IMD001/IMD002_lesion/IMD002_lesion.bmp", False),  # another case's folder name
+        ("IMD001/IMD001_lesion/copies/IMD001_lesion.bmp", False),  # not directly inside
+        ("IMD001_lesion/IMD001_lesion.bmp", False),  # no case folder above it
+        ("IMD001/IMD001_roi/../IMD001_lesion/IMD001_lesion.bmp", True),
+    ],
+)
+def test_ph2_ground_truth_rule(path, expected, tmp_path):
+    assert is_ph2_ground_truth(tmp_path / path) is expected
+
+
+def test_ph2_ground_truth_rule_on_a_relative_path(tmp_path, monkeypatch):
+    (tmp_path / "IMD001" / "IMD001_lesion").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "IMD001" / "IMD001_lesion")
+    assert is_ph2_ground_truth("IMD001_lesion.bmp")
+    assert is_ph2_ground_truth("../IMD001_roi/IMD001_R1_Label4.bmp")
+    assert not is_ph2_ground_truth("../IMD001_Dermoscopic_Image/IMD001.bmp")
+
+
+@pytest.mark.parametrize("archive", ["dummy", "real"])
+def test_a_ph2_archive_folder_plans_its_dermoscopic_images_only(archive, tmp_path):
+    if archive == "dummy":
+        root = tfds_ph2.ph2.DUMMY_DATA_DIR
+    elif os.environ.get("PH2_MANUAL_DIR"):
+        root = os.environ["PH2_MANUAL_DIR"]
+    else:
+        pytest.skip("PH2_MANUAL_DIR is not set")
+    images = sorted(pathlib.Path(root).rglob("*_Dermoscopic_Image/IMD*.*"))
+    masks = sorted(pathlib.Path(root).rglob("*_lesion/*.bmp"))
+    masks += sorted(pathlib.Path(root).rglob("*_roi/*.bmp"))
+    assert images and len(masks) > len(images)  # every case has a lesion mask; some have ROIs
+
+    plan, failures, skipped = plan_outputs([root], tmp_path)
+
+    assert [source for source, _ in plan] == images and not failures
+    assert sorted(skipped) == sorted(masks)
+
+
+def test_outline_is_drawn_on_the_mask_edge_only():
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[10:30, 10:46] = True
+    interior = np.zeros_like(mask)
+    interior[13:27, 13:43] = True  # 3 pixels in from each side: the outline width here
+    assert outline_width(RGB.shape) == 3
+
+    drawn = draw_outline(RGB, mask)
+
+    outline = mask & ~interior
+    assert (drawn[outline] == OUTLINE_COLOUR).all()
+    np.testing.assert_array_equal(drawn[~outline], RGB[~outline])  # lesion and skin unchanged
+
+
+def test_outline_is_not_drawn_along_the_image_edge():
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[:, :20] = True  # a lesion running off the top, bottom and left of the image
+    drawn = draw_outline(RGB, mask)
+    coloured = (drawn != RGB).any(axis=-1)
+    expected = np.zeros_like(mask)
+    expected[:, 17:20] = True
+    np.testing.assert_array_equal(coloured, expected)
+
+
+@pytest.mark.parametrize("fill", [False, True])
+def test_an_empty_or_full_mask_leaves_the_image_unchanged(fill):
+    drawn = draw_outline(RGB, np.full((HEIGHT, WIDTH), fill))
+    np.testing.assert_array_equal(drawn, RGB)
+
+
+def test_outline_width_grows_with_large_images():
+    assert outline_width((576, 767, 3)) == 3
+    assert outline_width((4000, 6000, 3)) == 12
+
+
 def test_probabilities_and_threshold(saved_model, probabilities, tmp_path, capsys):
     path = _save(RGB, tmp_path / "a.png")
     expected = probabilities(RGB)
@@ -174,6 +326,8 @@ def test_probabilities_and_threshold(saved_model, probabilities, tmp_path, capsy
     clear = np.abs(expected - threshold) > 1e-6
     np.testing.assert_array_equal(mask[clear], np.where(expected >= threshold, 255, 0)[clear])
     assert 0 < (mask == 255).mean() < 1
+    overlay = _read(tmp_path / "out" / "a.png.overlay.png")
+    np.testing.assert_array_equal(overlay, draw_outline(RGB, mask > 0))
 
 
 @pytest.mark.parametrize(
@@ -261,8 +415,9 @@ def test_flip_tta_on_a_saved_model_without_it_is_one_error(tmp_path, capsys):
         capsys, "--saved-model", tmp_path / "unet", "--output-dir", tmp_path / "out",
         "--flip-tta", _save(RGB, tmp_path / "a.png"),
     )  # fmt: skip
-    assert status == 2 and len(err) == 1
-    assert "has no 'serving_flip_tta' signature (exported before it existed)" in err[0]
+    assert status == 2 and len(err) == 2
+    assert err[0] == f"predict: using the SavedModel in {tmp_path / 'unet' / '1'}"
+    assert "has no 'serving_flip_tta' signature (exported before it existed)" in err[1]
 
 
 def test_largest_component_keeps_one_filled_lesion(saved_model, probabilities, tmp_path, capsys):
@@ -290,6 +445,7 @@ def test_largest_component_keeps_one_filled_lesion(saved_model, probabilities, t
     np.testing.assert_array_equal(largest & plain, plain_labels == biggest)
 
 
+@pytest.mark.slow  # exports a second SavedModel
 def test_threshold_redoes_the_post_processing_the_model_was_exported_with(
     probabilities, tmp_path, capsys
 ):

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from ph2_tf.data import arrays, preprocessing
@@ -39,6 +40,7 @@ def test_resized_config_holds_the_pixels_preprocessing_computes(ph2_prepared):
         np.testing.assert_array_equal(example["segmentation_mask"], np.asarray(mask))
 
 
+@pytest.mark.slow
 def test_serving_signature_gives_evaluates_probabilities_on_ph2_test_images(ph2_real, tmp_path):
     keras.utils.set_random_seed(0)
     model = build_model("unet", input_shape=(96, 96, 3), width=0.125)

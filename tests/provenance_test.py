@@ -19,7 +19,7 @@ def test_collect_names_code_packages_backend_device_and_precision(monkeypatch):
     assert info["packages"]["keras"] and info["packages"]["tensorflow"]
     assert info["backend"] == "tensorflow" and info["precision"] == "float32"
     assert info["device"].startswith("CPU: ")  # no GPU on CI
-    # conftest imports ph2_tf before TensorFlow, so its oneDNN default is in effect.
+    # conftest turns oneDNN on before TensorFlow loads, as the command line does.
     assert info["onednn"] is True
 
 

@@ -294,24 +294,6 @@ def test_unknown_stage_and_unreadable_files_are_named(tmp_path):
         recipes.load(tmp_path / "twice.json")
 
 
-def test_run_state_follows_the_run_directory_and_refuses_another_config(tmp_path):
-    recipe = recipes.load(write_recipe(tmp_path))
-    (cfg,) = recipes.stage_configs(recipe, "base", tmp_path / "runs")
-    assert recipes.run_state(cfg) == "new"
-    run_dir = pathlib.Path(cfg.out_dir)
-    run_dir.mkdir(parents=True)
-    cfg.save(run_dir / CONFIG_FILE)
-    assert recipes.run_state(cfg) == "partial"
-    (run_dir / LOG_FILE).write_text("epoch,val_jaccard\n0,0.5\n")
-    (run_dir / BEST_MODEL_FILE).write_bytes(b"")
-    assert recipes.run_state(cfg) == "finished"
-    dataclasses.replace(cfg, epochs=2).save(run_dir / CONFIG_FILE)
-    with pytest.raises(
-        recipes.RecipeError, match="holds a run with epochs=2 where the recipe sets 1"
-    ):
-        recipes.run_state(cfg)
-
-
 def error_line(capsys, command):
     """Runs `python -m ph2_tf <command>`; returns its status and its one stderr line."""
     status = cli.main(command)

@@ -63,6 +63,7 @@ def test_check_compatible_names_the_ingredient_that_differs():
         soup.check_compatible([])
 
 
+@pytest.mark.slow
 def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, tmp_path, capsys):
     base_dir = tmp_path / "saved_models"
     start = tmp_path / "start.keras"
@@ -112,6 +113,7 @@ def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, t
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_version_with_folded_batch_norm_is_refused(ph2_dummy, tmp_path):
     run_dir, base_dir = tmp_path / "run", tmp_path / "saved_models"
     run_dir.mkdir()

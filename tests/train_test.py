@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SCRIPTS_DIR, run_python
+from conftest import SCRIPTS_DIR, run_python, subprocess_env
 
 from ph2_tf.training import train
 from ph2_tf.training.callbacks import (
@@ -21,7 +21,15 @@ from ph2_tf.training.callbacks import (
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.distribute import check_multi_worker_patch_applies, get_strategy
 from ph2_tf.training.profiles import PROFILES
-from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, EPOCH_SECONDS, LOG_FILE, read_log
+from ph2_tf.training.runs import (
+    BEST_MODEL_FILE,
+    CONFIG_FILE,
+    EPOCH_SECONDS,
+    LOG_FILE,
+    RunDirError,
+    read_log,
+)
+from tfds_ph2.ph2 import Ph2FileNotFoundError
 
 TINY = dict(model="unet", loss="bce", image_size=32, width=0.125, batch_size=4)
 
@@ -40,13 +48,20 @@ def tiny_config(ph2_dummy, out_dir, **overrides):
     )
 
 
-def run_training(cfg, tmp_path, name, kill_after=None, check=True):
-    """Runs `tests/scripts/train_run.py` on `cfg`; returns the process and the weights file."""
+def run_training(cfg, tmp_path, name, kill_after=None, check=True, kill_in_write=None):
+    """Runs `tests/scripts/train_run.py` on `cfg`; returns the process and the weights file.
+
+    `kill_in_write="best:2"` (or `"backup:2"`) SIGKILLs the child in the middle of writing
+    `best.keras` (or the backup) at the end of epoch 2.
+    """
     config_path = tmp_path / f"{name}.json"
     cfg.save(config_path)
     weights_path = tmp_path / f"{name}.npz"
     args = [SCRIPTS_DIR / "train_run.py", config_path, weights_path]
-    proc = run_python(args + ([kill_after] if kill_after else []), check=check)
+    env = subprocess_env()
+    if kill_in_write:
+        env["KILL_IN_WRITE"] = kill_in_write
+    proc = run_python(args + ([kill_after] if kill_after else []), check=check, env=env)
     return proc, weights_path
 
 
@@ -102,23 +117,20 @@ def test_config_refuses_unknown_augmentation():
 def test_make_callbacks_lists_the_required_callbacks(tmp_path):
     callbacks = make_callbacks(TrainConfig(), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
-    # The non-finite check must run before anything of an epoch is written.
-    assert names[:4] == ["StopOnNonFinite", "EpochLog", "BackupAndRestore", "ModelCheckpoint"]
+    # The non-finite check must run before anything of an epoch is written, and the best model
+    # before the backup (a kill between them then retrains the epoch).
+    assert names[:4] == ["StopOnNonFinite", "EpochLog", "BestCheckpoint", "AtomicBackupAndRestore"]
     assert ("TensorBoard" in names) == (importlib.util.find_spec("tensorboard") is not None)
-    checkpoint = callbacks[names.index("ModelCheckpoint")]
+    checkpoint = callbacks[names.index("BestCheckpoint")]
     assert checkpoint.monitor == "val_jaccard"
-    assert checkpoint.save_best_only
+    assert not checkpoint.averaged
 
 
 def test_make_callbacks_with_weight_averaging_validates_and_saves_the_average(tmp_path):
     callbacks = make_callbacks(TrainConfig(ema_momentum=0.99), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
-    assert names[:4] == [
-        "StopOnNonFinite",
-        "EpochLog",
-        "BackupAndRestore",
-        "AveragedWeightsCheckpoint",
-    ]
+    assert names[:4] == ["StopOnNonFinite", "EpochLog", "BestCheckpoint", "AtomicBackupAndRestore"]
+    assert callbacks[2].averaged
     assert "ValidateAveragedWeights" in names
 
 
@@ -127,7 +139,7 @@ def test_make_callbacks_without_checkpoints_writes_no_model(tmp_path):
     callbacks = make_callbacks(TrainConfig(checkpoints=False), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
     assert names[:2] == ["StopOnNonFinite", "EpochLog"]
-    assert not {"BackupAndRestore", "ModelCheckpoint"} & set(names)
+    assert not {"AtomicBackupAndRestore", "BestCheckpoint"} & set(names)
 
 
 def test_config_refuses_non_bool_checkpoints():
@@ -222,6 +234,7 @@ def test_config_refuses_init_from_that_is_not_a_keras_file(tmp_path, name):
         TrainConfig(init_from=str(tmp_path / name))
 
 
+@pytest.mark.slow
 def test_first_fit_traces_the_training_step_once():
     import keras
 
@@ -263,6 +276,7 @@ def test_epoch_log_drops_rows_the_restored_state_does_not_include(tmp_path):
     assert all(seconds >= 0 for seconds in history[EPOCH_SECONDS])
 
 
+@pytest.mark.slow
 def test_diverging_run_raises_and_saves_no_non_finite_model(ph2_dummy, tmp_path):
     import keras
 
@@ -275,6 +289,7 @@ def test_diverging_run_raises_and_saves_no_non_finite_model(ph2_dummy, tmp_path)
         assert all(np.isfinite(w).all() for w in model.get_weights()), path
 
 
+@pytest.mark.slow
 def test_mirrored_step_matches_single_device(tmp_path):
     result_path = tmp_path / "mirrored.json"
     run_python([SCRIPTS_DIR / "mirrored_step.py", result_path])
@@ -293,6 +308,7 @@ def test_mirrored_step_matches_single_device(tmp_path):
     assert averaged["restored_exactly"] == {"single": True, "mirrored": True}
 
 
+@pytest.mark.slow
 def test_cpu_training_is_reproducible(ph2_dummy, tmp_path):
     weights = []
     for name in ("first", "second"):
@@ -305,6 +321,7 @@ def test_cpu_training_is_reproducible(ph2_dummy, tmp_path):
         np.testing.assert_array_equal(first[key], second[key])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
     out_dir = tmp_path / "run"
     cfg = tiny_config(ph2_dummy, out_dir, epochs=3)
@@ -335,6 +352,61 @@ def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
     assert len(resumed_log["loss"]) == len(whole_log["loss"]) == 3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["best", "backup"])
+def test_a_kill_inside_a_checkpoint_write_loses_nothing(ph2_dummy, tmp_path, target):
+    import keras
+
+    out_dir = tmp_path / "run"
+    cfg = tiny_config(ph2_dummy, out_dir, epochs=3)
+    killed, _ = run_training(cfg, tmp_path, "killed", check=False, kill_in_write=f"{target}:2")
+    assert killed.returncode == -9, killed.stderr
+    assert "killed inside the write" in killed.stdout
+    # What a reader finds is whole: the best model of the epochs finished, the backup of the
+    # last epoch whose write completed; the interrupted write is only a stray partial file.
+    keras.models.load_model(out_dir / BEST_MODEL_FILE, compile=False)
+    assert (out_dir / "backup").is_dir()
+
+    resumed, _ = run_training(cfg, tmp_path, "resumed")
+    assert logged_epochs(out_dir) == [0, 1, 2]
+    assert "Epoch 1/3" not in resumed.stdout  # resumed, not restarted
+    keras.models.load_model(out_dir / BEST_MODEL_FILE, compile=False)
+    assert not (out_dir / "backup").exists()
+    leftovers = {p.name for p in out_dir.iterdir()} - {
+        BEST_MODEL_FILE,
+        CONFIG_FILE,
+        LOG_FILE,
+        "tensorboard",
+    }
+    assert not leftovers
+
+
+@pytest.mark.slow
+def test_a_run_directory_refuses_a_finished_run_and_another_config(ph2_dummy, tmp_path):
+    out_dir = tmp_path / "run"
+    cfg = tiny_config(ph2_dummy, out_dir)
+    train.train(cfg, verbose=0)
+    with pytest.raises(RunDirError, match="holds this run, finished"):
+        train.train(cfg, verbose=0)
+    with pytest.raises(RunDirError, match="holds another run .model 'unet' -> 'segnet'"):
+        train.train(dataclasses.replace(cfg, model="segnet"), verbose=0)
+    assert TrainConfig.load(out_dir / CONFIG_FILE) == cfg  # refused before anything was written
+    _, history = train.train(dataclasses.replace(cfg, seed=1), overwrite=True, verbose=0)
+    assert TrainConfig.load(out_dir / CONFIG_FILE).seed == 1
+    assert history["epoch"] == [0]
+
+
+def test_a_run_without_data_leaves_no_folder(tmp_path):
+    out_dir = tmp_path / "run"
+    cfg = TrainConfig(
+        **TINY, data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path), out_dir=str(out_dir)
+    )
+    with pytest.raises(Ph2FileNotFoundError):
+        train.train(cfg, verbose=0)
+    assert not out_dir.exists()
+
+
+@pytest.mark.slow
 def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(ph2_dummy, tmp_path):
     import keras
 
@@ -375,6 +447,7 @@ def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(p
     )
 
 
+@pytest.mark.slow
 def test_validation_sees_the_moving_average_and_training_gets_its_weights_back_exactly():
     train.set_seeds(0)
     momentum = 0.5

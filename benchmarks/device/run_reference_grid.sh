@@ -32,11 +32,12 @@ SITE=${SITE:-/tmp/site}             # where the carried wheels are installed
 WORK=${WORK:-/tmp/grid}             # the results folders of the run on the device
 RESUME_DIR=${RESUME_DIR:-.device_results}  # what earlier calls brought back, if anything
 JAX_CACHE=$HOME/.cache/ph2-seg/jax  # ph2_tf.training.accelerators.DEFAULT_JAX_CACHE_DIR
+PYTHON=${PYTHON:-python3}           # the interpreter with the project's dependencies
 
 run() {
   local start=$SECONDS
   if [ -z "${SKIP_INSTALL:-}" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$SITE" .whl/*.whl || return 1
     export PYTHONPATH=$SITE:$PWD
   fi
@@ -68,7 +69,7 @@ run() {
     cp "$merged/records/"*.json "$WORK/worker$worker/$RUN_NAME/records/" 2>/dev/null
     echo "== $(date -u +%H:%M:%S) worker $worker: tuner_search.py $TUNER_ARGS --only $group"
     # shellcheck disable=SC2086  # TUNER_ARGS and the group are lists of words
-    timeout "$GRID_TIMEOUT" python3 tuner_search.py $TUNER_ARGS --only $group \
+    timeout "$GRID_TIMEOUT" "$PYTHON" tuner_search.py $TUNER_ARGS --only $group \
       --data-dir "$DATA_DIR" --results-dir "$WORK/worker$worker" --run-name "$RUN_NAME" \
       --no-export > "$merged/logs/$call-worker$worker.log" 2>&1 &
     pids+=($!)

@@ -13,9 +13,10 @@ def add_parser(commands):
     predict = commands.add_parser(
         "predict",
         help="lesion masks and overlays for image files and folders",
-        description="Writes <name>.mask.png and <name>.overlay.png for each input image, e.g. "
-        "a.jpg.mask.png for a.jpg. Inputs that cannot be read are reported and skipped; the "
-        "exit status is 1 when any input failed.",
+        description="Writes <name>.mask.png and <name>.overlay.png (the image with the mask's "
+        "outline drawn in green) for each input image, e.g. a.jpg.mask.png for a.jpg. Inputs "
+        "that cannot be read are reported and skipped; the exit status is 1 when any input "
+        "failed.",
     )
     predict.add_argument(
         "--saved-model",
@@ -57,15 +58,16 @@ def add_parser(commands):
         nargs="+",
         metavar="IMAGE_OR_FOLDER",
         help="image files (any format Pillow reads) and folders, searched recursively for "
-        + ", ".join(IMAGE_SUFFIXES),
+        + ", ".join(IMAGE_SUFFIXES)
+        + " files except PH2 ground-truth masks (<case>/<case>_lesion/ and <case>/<case>_roi/)",
     )
 
 
 def run(args):
     """`predict` command: masks and overlays (and probability maps) for image files and folders.
 
-    Every input that cannot be read or written is reported on one line and skipped; a summary
-    line ends the run.
+    A first line on stderr names the SavedModel version used. Every input that cannot be read or
+    written is reported on one line and skipped; a summary line ends the run.
 
     Returns:
         0 when every input was predicted; 1 when any failed; 2 when nothing could run (the output
@@ -80,6 +82,8 @@ def run(args):
         version_dir = versions.resolve(args.saved_model)
     except ValueError as e:
         return fail(args, str(e))
+    # A model directory serves its latest version: say which one these outputs come from.
+    print(f"predict: using the SavedModel in {version_dir.absolute()}", file=sys.stderr)
 
     import tensorflow as tf
     from tqdm import tqdm
@@ -89,7 +93,10 @@ def run(args):
     from ph2_tf.serving.predict import plan_outputs, predict_image
     from tfds_ph2.ph2.image_reading import ImageReadError
 
-    saved_model = tf.saved_model.load(str(version_dir))  # Referenced: it owns the variables.
+    try:
+        saved_model = tf.saved_model.load(str(version_dir))  # Referenced: it owns the variables.
+    except (OSError, ValueError, tf.errors.OpError) as e:  # A damaged or incomplete SavedModel.
+        return fail(args, f"cannot load the SavedModel {version_dir}: {str(e).splitlines()[0]}")
     signature = FLIP_TTA_SIGNATURE if args.flip_tta else SIGNATURE
     if signature not in saved_model.signatures:
         exported_before = " (exported before it existed)" if args.flip_tta else ""
@@ -106,9 +113,15 @@ def run(args):
         args.threshold is not None
         and publish.serving_options(version_dir).get("largest_component", False)
     )
-    plan, failures = plan_outputs(args.inputs, out_dir)
+    plan, failures, skipped = plan_outputs(args.inputs, out_dir)
     for message in failures:
         print(f"predict: {message}", file=sys.stderr)
+    if skipped:
+        print(
+            f"predict: skipped {len(skipped)} PH2 ground-truth masks (in <case>_lesion and "
+            "<case>_roi folders); name a file to predict it",
+            file=sys.stderr,
+        )
     written = 0
     # disable=None: a bar on a terminal only, so that logs get the result lines alone.
     with tqdm(plan, desc="predict", unit="image", file=sys.stderr, disable=None) as progress:

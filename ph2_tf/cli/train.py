@@ -84,7 +84,17 @@ def add_parser(commands):
         help="validate, checkpoint and finish with a moving average of the weights that "
         "each step updates with this momentum (e.g. 0.99); default: no averaging",
     )
-    setting("--out-dir", help="run directory (default results/<model>_<loss>_lr<lr>_e<epochs>)")
+    setting(
+        "--out-dir",
+        help="run directory (default: runs/<model>-<loss>-lr<lr>-e<epochs>-seed<seed>-<size>px-"
+        "w<width>-<augment>-<digest of every other setting>)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what an earlier run wrote in the run directory (by default a finished run "
+        "is skipped, an interrupted one resumes, and another config's run is refused)",
+    )
     train.add_argument(
         "--seed",
         type=int,
@@ -115,6 +125,7 @@ def run(args):
         written); 1 when training diverged (non-finite loss or weights).
     """
     from ph2_tf.training.config import TrainConfig
+    from ph2_tf.training.runs import default_out_dir
 
     if args.config is None:
         for option, value in (("--stage", args.stage), ("--runs-root", args.runs_root)):
@@ -146,8 +157,7 @@ def run(args):
         except ValueError as e:
             return fail(args, e)
         if args.out_dir is None:
-            default_dir = f"results/{cfg.model}_{cfg.loss}_lr{cfg.learning_rate:g}_e{cfg.epochs}"
-            cfg = dataclasses.replace(cfg, out_dir=default_dir)
+            cfg = dataclasses.replace(cfg, out_dir=default_out_dir(cfg))
         return _train(args, cfg)
     return _train_stage(args)
 
@@ -155,7 +165,7 @@ def run(args):
 def _train_stage(args):
     """`train --config --stage`: each (or the chosen) run of one stage of a recipe."""
     from ph2_tf.training import recipes
-    from ph2_tf.training.runs import read_log
+    from ph2_tf.training.runs import run_state
 
     given = [flag for dest, flag in args.recipe_settings.items() if getattr(args, dest) is not None]
     if given:
@@ -189,14 +199,12 @@ def _train_stage(args):
             )
             if args.seed is None or cfg.seed == args.seed
         ]
-        states = [recipes.run_state(cfg) for cfg in configs]
+        if not args.overwrite:
+            for cfg in configs:  # every run checked before the first trains
+                run_state(cfg)
     except ValueError as error:
         return fail(args, error)
-    for cfg, state in zip(configs, states, strict=True):
-        if state == "finished":
-            print(f"{cfg.out_dir}: already trained, skipped", file=sys.stderr)
-            _report(cfg.out_dir, read_log(cfg.out_dir))
-            continue
+    for cfg in configs:
         status = _train(args, cfg)
         if status:
             return status
@@ -204,13 +212,27 @@ def _train_stage(args):
 
 
 def _train(args, cfg):
-    """Trains `cfg` and prints its run directory and best val_jaccard as one JSON line."""
+    """Trains `cfg`, or skips it if finished, and prints its run directory and best val_jaccard
+    as one JSON line."""
     from ph2_tf.training import train
     from ph2_tf.training.callbacks import TrainingDivergedError
-    from ph2_tf.training.runs import BEST_MODEL_FILE
+    from ph2_tf.training.runs import BEST_MODEL_FILE, RunDirError, read_log, run_state
+    from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 
     try:
-        _, history = train.train(cfg)
+        if not args.overwrite and run_state(cfg) == "finished":
+            print(
+                f"{cfg.out_dir}: already trained, skipped (--overwrite trains it again)",
+                file=sys.stderr,
+            )
+            _report(cfg.out_dir, read_log(cfg.out_dir))
+            return 0
+        _, history = train.train(cfg, overwrite=args.overwrite)
+    except RunDirError as e:
+        return fail(args, e)
+    except (Ph2DataError, Ph2FileNotFoundError) as e:
+        # The first line says what is wrong; the rest of a missing-data message is instructions.
+        return fail(args, str(e).splitlines()[0])
     except TrainingDivergedError as e:
         kept = pathlib.Path(cfg.out_dir) / BEST_MODEL_FILE
         saved = f"{kept} holds the best earlier epoch." if kept.exists() else "No model saved."

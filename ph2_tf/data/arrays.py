@@ -55,8 +55,8 @@ def load_arrays(split, image_size, *, data_dir=None, manual_dir=None):
     """Every example of a split, preprocessed for a training size, as numpy arrays.
 
     Decoded once per process for each set of arguments: the tuner evaluates every configuration
-    on the same splits, and decoding 50 full-size PNGs takes about a second each time. The arrays
-    are read-only and shared between calls.
+    on the same splits, and decoding the full-size PNGs again for each would add up over its
+    grid. The arrays are read-only and shared between calls.
 
     Args:
         split: TFDS split string.

@@ -266,8 +266,8 @@ def augment_batch(augmentation, images, masks, rng, threads=None):
     """Applies `augmentation` to every example of a batch, the examples in parallel threads.
 
     NumPy and SciPy release the GIL in the heavy parts (warps, filters, matrix products), so
-    threads run the examples on several cores: on 2 cores a batch takes about half as long
-    (`benchmarks/augmentation_throughput.py`).
+    threads run the examples on several cores at once (`benchmarks/augmentation_throughput.py`
+    measures the gain).
     Example `i` draws from the `i`-th generator spawned from `rng`, so the result is the same for
     any number of threads and any scheduling.
 
@@ -317,9 +317,8 @@ _PHOTOMETRIC = dict(
 
 # The presets `--augment` accepts. results/augmentation/ measured all but the last two, which
 # results/v2-models/ tried: `all_wide_zoom` zooms out as far as half size, because lesions from
-# other clinics' cameras are often much smaller in the frame than PH2's (a median of about 22 %
-# of a PH2 image); `all_artefacts` adds stickers and ink, which other clinics' images have and
-# PH2's do not.
+# other clinics' cameras are often much smaller in the frame than PH2's (docs/findings.md);
+# `all_artefacts` adds stickers and ink, which other clinics' images have and PH2's do not.
 AUGMENTATIONS = {
     "none": Augmentation(),
     "flips": Augmentation(flips=True),

@@ -2,17 +2,18 @@
 
 Backend-agnostic: examples are read with `ph2_tf.data.arrays` and preprocessed by
 `ph2_tf.data.preprocessing`, the definitions training uses. Only `evaluate_serving`, which runs an
-exported SavedModel, needs TensorFlow.
+exported SavedModel through `ph2_tf.evaluation.scoring`, needs TensorFlow.
 """
 
 import json
 import pathlib
 
-import numpy as np
 from keras import ops
 
-from ph2_tf.data import arrays
+from ph2_tf.data import arrays, external
+from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import compute_metrics
+from ph2_tf.evaluation.scoring import resize_probability
 from ph2_tf.models.heads import lesion_probability
 
 
@@ -41,20 +42,6 @@ def predict_split(model, split, *, image_size, batch_size=8, data_dir=None, manu
         for image_id, probability in zip(ids[start:], batch, strict=False):
             probabilities[image_id] = probability[..., 0]
     return probabilities, {i: mask[..., 0] > 0.5 for i, mask in zip(ids, masks, strict=True)}
-
-
-def resize_probability(probability, size):
-    """A probability map resized (bilinear) to an image's size, as the serving signature does.
-
-    Args:
-        probability: float `(h, w)` lesion probabilities.
-        size: `(height, width)` of the original image.
-
-    Returns:
-        float32 numpy `(height, width)`.
-    """
-    resized = ops.image.resize(probability[..., None], size, interpolation="bilinear")
-    return ops.convert_to_numpy(resized)[..., 0]
 
 
 def evaluate(
@@ -124,7 +111,7 @@ def evaluate_serving(serve, split="test", *, data_dir=None, manual_dir=None):
 
     This measures what a client of the exported model gets: the original uint8 image goes in,
     the signature resizes it and returns its `mask` at the image's size, which is compared with
-    the full-size ground truth of the TFDS `original` config.
+    the full-size ground truth of the TFDS `original` config (`scoring.score_at_original_size`).
 
     Args:
         serve: a callable taking `images=` uint8 `[1, H, W, 3]` and returning a dict with `mask`
@@ -138,18 +125,13 @@ def evaluate_serving(serve, split="test", *, data_dir=None, manual_dir=None):
         A JSON-serialisable dict: `split`, `num_images`, `resolution` (`"original"`) and
         `metrics` (metric name -> float).
     """
-    import tensorflow as tf  # a SavedModel's signature runs on TensorFlow
-
-    true_masks, pred_masks = [], []
-    for example in arrays.examples(split, "original", data_dir=data_dir, manual_dir=manual_dir):
-        mask = serve(images=tf.constant(example["image"][None]))["mask"]
-        pred_masks.append(np.asarray(mask)[0, ..., 0] > 0)
-        true_masks.append(example["segmentation_mask"][..., 0] > 0)
+    cases = external.ph2_cases(split, data_dir=data_dir, manual_dir=manual_dir)
+    scores = scoring.score_at_original_size(scoring.signature_predictor(serve, "mask"), cases)
     return {
         "split": split,
-        "num_images": len(true_masks),
+        "num_images": len(scores.image_ids),
         "resolution": "original",
-        "metrics": _metrics(true_masks, pred_masks),
+        "metrics": scores.mean,
     }
 
 

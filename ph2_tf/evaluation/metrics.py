@@ -3,8 +3,8 @@
 Every score is computed per image from that image's confusion counts and then averaged over
 images (so a small lesion weighs as much as a large one, as in ISIC 2018):
 
-- `pixel_accuracy`: `(TP + TN) / pixels`. The study's tables call it "IoU"; it is
-  about 0.68 for an all-background prediction on PH2.
+- `pixel_accuracy`: `(TP + TN) / pixels`. The study's tables call it "IoU"; most of a PH2
+  image is skin, so an all-background prediction already scores high (`docs/findings.md`).
 - `jaccard`: `TP / (TP + FP + FN)`.
 - `dice`: `2 TP / (2 TP + FP + FN)`.
 - `thresholded_jaccard`: the Jaccard index, counted as 0 when below 0.65 (ISIC 2018).
@@ -177,8 +177,8 @@ def _binary_mask(mask, what, index):
     return array.astype(bool)
 
 
-def compute_metrics(true_masks, pred_masks):
-    """Compute every score of `METRIC_NAMES` averaged over images, from binary masks.
+def per_image_scores(true_masks, pred_masks):
+    """Every score of `METRIC_NAMES` for each image, from binary masks.
 
     Args:
         true_masks: Sequence of lesion masks, each `(H, W)` or `(H, W, 1)` with values {0, 1}
@@ -186,13 +186,13 @@ def compute_metrics(true_masks, pred_masks):
         pred_masks: Predicted masks, same length, each the size of its true mask.
 
     Returns:
-        Dict from metric name to its mean over the images, as Python floats.
+        Dict from metric name to a numpy array with one score per image, in order.
 
     Example:
 
     >>> truth = [np.ones((2, 2)), np.zeros((3, 1))]
-    >>> compute_metrics(truth, [np.ones((2, 2)), np.ones((3, 1))])["pixel_accuracy"]
-    0.5
+    >>> per_image_scores(truth, [np.ones((2, 2)), np.ones((3, 1))])["jaccard"].tolist()
+    [1.0, 0.0]
     """
     if len(true_masks) != len(pred_masks) or not len(true_masks):
         raise ValueError(
@@ -211,7 +211,26 @@ def compute_metrics(true_masks, pred_masks):
         batch = truth[None, ..., None], predicted[None, ..., None]
         counts.append([ops.convert_to_numpy(c)[0] for c in _confusion_counts(*batch, "float64")])
     tp, fp, fn, tn = np.asarray(counts).T
-    return {
-        name: float(np.mean(ops.convert_to_numpy(score(tp, fp, fn, tn))))
-        for name, score in SCORES.items()
-    }
+    return {name: ops.convert_to_numpy(score(tp, fp, fn, tn)) for name, score in SCORES.items()}
+
+
+def compute_metrics(true_masks, pred_masks):
+    """Compute every score of `METRIC_NAMES` averaged over images, from binary masks.
+
+    Args:
+        true_masks: Sequence of lesion masks, each `(H, W)` or `(H, W, 1)` with values {0, 1}
+            (bool works too); sizes may differ between images.
+        pred_masks: Predicted masks, same length, each the size of its true mask.
+
+    Returns:
+        Dict from metric name to its mean over the images (`per_image_scores`), as Python
+        floats.
+
+    Example:
+
+    >>> truth = [np.ones((2, 2)), np.zeros((3, 1))]
+    >>> compute_metrics(truth, [np.ones((2, 2)), np.ones((3, 1))])["pixel_accuracy"]
+    0.5
+    """
+    scores = per_image_scores(true_masks, pred_masks)
+    return {name: float(np.mean(values)) for name, values in scores.items()}

@@ -62,7 +62,7 @@ def load_ingredient(path):
     """Reads a run directory (`best.keras`, `config.json`) or a published SavedModel version.
 
     A published version is rebuilt with `publish.load_published_model`. One exported with its
-    BatchNorm folded into the convolutions (`ph2_tf.serving.folding`, every SegNet version since 8)
+    BatchNorm folded into the convolutions (`ph2_tf.serving.folding`, as `export` writes SegNet)
     no longer has the weights a soup averages, and is refused.
 
     Args:

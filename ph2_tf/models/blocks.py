@@ -6,13 +6,12 @@ from ph2_tf.models.colour_constancy import ShadesOfGrey
 
 # He initialisation, as the U-Net paper prescribes for its ReLU layers (Gaussian, std
 # sqrt(2 / fan_in)). With Keras' default Glorot the narrow, BatchNorm-free UNet of the small
-# profile still predicted all background after 30 epochs at lr 1e-4; with He it reached a
-# validation Jaccard of 0.73 after 15 epochs (96x96, width 1/8, BCE, seed 0).
+# profile still predicted all background after 30 epochs at lr 1e-4; with He it learns.
 KERNEL_INITIALIZER = "he_normal"
 # PyTorch's BatchNorm defaults, which the study used: its momentum 0.1 weighs the new batch, Keras'
 # momentum weighs the running average, so 0.9 here. With Keras' 0.99 the running statistics lag
-# far behind after the 135 steps of a 15-epoch run: SegNet's training Jaccard rose to 0.52 while
-# its validation Jaccard (inference mode, running statistics) fell to 0.
+# far behind in a short run: SegNet's validation Jaccard (inference mode, running statistics)
+# fell to 0 while it learned in training (docs/findings.md, "BatchNorm momentum").
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
 

@@ -4,9 +4,9 @@ Both layers are written with `keras.ops` only, so they compile under XLA (`jit_c
 and run on every Keras backend; `tf.nn.max_pool_with_argmax` does neither. The window axis sits
 before the channels, `(B, H/2, W/2, 4, C)`, so that every reduction and selection runs over
 contiguous channel vectors: on the CPU without XLA a pooling-unpooling pair, forward and
-backward, ran 1.2x (96x96x8) to 2.0x (12x12x64) as fast as with the window axis last
-(`benchmarks/pooling_vs_previous.py`). Each window's first maximum is found with a max, an
-equality and a min rather than `argmax`, whose TensorFlow kernel over a middle axis was the
+backward, runs faster than with the window axis last (`benchmarks/pooling_vs_previous.py`,
+`results/cpu-vs-torch/pooling_vs_previous.txt`). Each window's first maximum is found with a max,
+an equality and a min rather than `argmax`, whose TensorFlow kernel over a middle axis was the
 slowest op of SegNet's serving graph after the convolutions.
 
 The window is fixed at 2x2 with stride 2. Each window's 4 elements are numbered row-major:

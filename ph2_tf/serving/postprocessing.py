@@ -1,9 +1,8 @@
 """Mask post-processing: keep the largest lesion and fill its holes.
 
 A dermoscopy image shows one lesion, so stray islands of lesion pixels and holes inside it are
-errors. On the five 256x256 models it was tried on, it raised PH2 validation Jaccard by 0.001 to
-0.008 (on the 96x96 version 1, by nothing; `results/postprocessing/`). `ph2_unet/5` and
-`ph2_segnet/10` have it in their serving graph.
+errors. Whether removing them helps a model is measured, not assumed (`results/postprocessing/`);
+`export --largest-component` puts it in a model's serving graph.
 
 Two implementations of one definition:
 
@@ -13,9 +12,8 @@ Two implementations of one definition:
   can put it inside the serving graph (core TensorFlow has no connected-components op). It labels
   the runs of lesion pixels along each row, joins runs that touch in neighbouring rows, and
   merges their labels by hooking whole labelled groups together and pointer jumping, so its loop
-  works on runs rather than pixels and needs few steps. In the served models it adds 4-24 ms to
-  one 768x560 image on 2 CPU cores (`results/v2-models/serving_latency_largest_component.txt`);
-  more pieces cost more.
+  works on runs rather than pixels and needs few steps; a mask in more pieces takes longer
+  (latency: `results/v2-models/serving_latency_largest_component.txt`).
 """
 
 import numpy as np

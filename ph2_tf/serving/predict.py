@@ -1,10 +1,11 @@
 """Prediction for files: which images a `predict` call reads, and the mask, overlay and
 probability map it writes for each, through a SavedModel's serving signature.
 
-NumPy, Pillow and TensorFlow are imported by `predict_image`, so that the command line can show
-these names in its help without loading TensorFlow.
+NumPy, SciPy, Pillow and TensorFlow are imported where they are used, so that the command line
+can show these names in its help without loading them.
 """
 
+import os
 import pathlib
 
 # Files `predict` takes from a folder (compared lower-case); files named explicitly are all read.
@@ -15,8 +16,16 @@ OUTPUT_SUFFIXES = {
     "overlay": ".overlay.png",
     "probabilities": ".probabilities.png",
 }
-OVERLAY_COLOUR = (255, 0, 0)
-OVERLAY_ALPHA = 0.4
+# Folders of a PH2 case `<case>/` that hold its ground truth, not images to segment:
+# `<case>_lesion/` the expert lesion mask, `<case>_roi/` the colour-class masks.
+PH2_GROUND_TRUTH_FOLDERS = ("_lesion", "_roi")
+# The overlay draws the mask's outline and leaves the lesion itself visible: its border is what
+# a reader checks. Green stands out against skin and pigment.
+OUTLINE_COLOUR = (0, 255, 0)
+# Outline width in pixels: at least OUTLINE_MIN_WIDTH, and 1/OUTLINE_WIDTH_DIVISOR of the longer
+# side on larger images, so that it stays visible when a large photo is shown shrunk to a screen.
+OUTLINE_MIN_WIDTH = 3
+OUTLINE_WIDTH_DIVISOR = 500
 
 
 def output_path(stem, kind):
@@ -24,34 +33,61 @@ def output_path(stem, kind):
     return stem.with_name(stem.name + OUTPUT_SUFFIXES[kind])
 
 
+def is_ph2_ground_truth(path):
+    """Whether a file lies in a PH2 case's ground-truth folder.
+
+    In the PH2 archive, case `IMD002` is a folder `IMD002/` with the image in
+    `IMD002_Dermoscopic_Image/` and masks in `IMD002_lesion/` and `IMD002_roi/`. A file counts as
+    ground truth when its folder is `<case>_lesion` or `<case>_roi` and that folder's parent is
+    `<case>`, wherever the case folder is.
+
+    Args:
+        path: a file path, absolute or relative to the working directory.
+
+    Returns:
+        True for a file in `<case>/<case>_lesion/` or `<case>/<case>_roi/`.
+    """
+    folder = pathlib.Path(os.path.abspath(path)).parent  # abspath: `..` resolved, links kept.
+    case = folder.parent.name
+    return bool(case) and folder.name in {case + suffix for suffix in PH2_GROUND_TRUTH_FOLDERS}
+
+
 def plan_outputs(inputs, out_dir):
     """Pairs each input image with the output stem its outputs are named after.
 
     A file goes to `<out_dir>/<its name>`; an image found in a folder to `<out_dir>/<its path
-    relative to that folder>`. The same file named twice is predicted once.
+    relative to that folder>`. The same file named twice is predicted once. A folder is searched
+    recursively for `IMAGE_SUFFIXES` files, except the outputs of an earlier run and PH2
+    ground-truth masks (`is_ph2_ground_truth`); files named explicitly are always read.
 
     Args:
         inputs: file and folder paths as given on the command line.
         out_dir: the output directory, a `pathlib.Path`.
 
     Returns:
-        `(plan, failures)`: a list of `(source, stem)` path pairs, and one message for each input
-        that gets no outputs (an empty folder, or outputs that would overwrite another input's).
+        `(plan, failures, skipped)`: a list of `(source, stem)` path pairs; one message for each
+        input that gets no outputs (a folder without images, or outputs that would overwrite
+        another input's); and the PH2 ground-truth masks left out of folders.
     """
-    plan, failures, claimed = [], [], {}
+    plan, failures, skipped, claimed = [], [], [], {}
     for name in inputs:
         path = pathlib.Path(name)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES
-                # Outputs of an earlier run into this folder are not inputs.
-                and not p.name.endswith(tuple(OUTPUT_SUFFIXES.values()))
-                and p.is_file()
-            )
+            found, ground_truth = [], []
+            for p in sorted(path.rglob("*")):
+                if (
+                    p.suffix.lower() not in IMAGE_SUFFIXES
+                    or p.name.endswith(tuple(OUTPUT_SUFFIXES.values()))
+                    or not p.is_file()
+                ):
+                    continue
+                (ground_truth if is_ph2_ground_truth(p) else found).append(p)
+            skipped += ground_truth
             if not found:
-                failures.append(f"{path}: no {', '.join(IMAGE_SUFFIXES)} files in this folder")
+                also = " other than PH2 ground-truth masks" if ground_truth else ""
+                failures.append(
+                    f"{path}: no {', '.join(IMAGE_SUFFIXES)} files in this folder{also}"
+                )
             pairs = [(p, out_dir / p.relative_to(path)) for p in found]
         else:
             pairs = [(path, out_dir / path.name)]  # A missing or bad file fails when it is read.
@@ -64,7 +100,41 @@ def plan_outputs(inputs, out_dir):
                     f"{source}: not predicted: its outputs ({stem}.*) would overwrite those "
                     f"of {first}"
                 )
-    return plan, failures
+    return plan, failures, skipped
+
+
+def outline_width(shape):
+    """The overlay's outline width in pixels for an image of `shape` (height, width, ...)."""
+    return max(OUTLINE_MIN_WIDTH, round(max(shape[:2]) / OUTLINE_WIDTH_DIVISOR))
+
+
+def draw_outline(image, mask):
+    """The image with the mask's outline drawn in `OUTLINE_COLOUR`, every other pixel unchanged.
+
+    The outline is the band of mask pixels within `outline_width` pixels of its edge (the mask
+    minus its erosion), so it lies on the lesion and leaves the skin around it untouched. Where
+    the mask runs off the image, no line is drawn along the image's edge: the lesion does not end
+    there.
+
+    Args:
+        image: an (H, W, 3) uint8 array.
+        mask: an (H, W) boolean array.
+
+    Returns:
+        A new (H, W, 3) uint8 array; a copy of `image` when `mask` is empty or covers everything.
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    eroded = ndimage.binary_erosion(
+        mask,
+        structure=np.ones((3, 3), bool),
+        iterations=outline_width(image.shape),
+        border_value=1,
+    )
+    drawn = image.copy()
+    drawn[mask & ~eroded] = OUTLINE_COLOUR
+    return drawn
 
 
 def predict_image(serve, source, stem, threshold, write_probabilities, largest_component):
@@ -103,13 +173,9 @@ def predict_image(serve, source, stem, threshold, write_probabilities, largest_c
         mask = probabilities >= threshold
     if largest_component:
         mask = largest_component_filled(mask)
-    overlay = image.astype(np.float32)
-    overlay[mask] = (1 - OVERLAY_ALPHA) * overlay[mask] + OVERLAY_ALPHA * np.array(
-        OVERLAY_COLOUR, np.float32
-    )
     pixels = {
         "mask": mask.astype(np.uint8) * 255,
-        "overlay": overlay.round().astype(np.uint8),
+        "overlay": draw_outline(image, mask),
     }
     if write_probabilities:
         pixels["probabilities"] = np.round(probabilities * 65535).astype(np.uint16)

@@ -5,13 +5,23 @@ import csv
 import importlib.util
 import math
 import pathlib
+import shutil
 import time
 import warnings
 
 import keras
 import numpy as np
 
-from ph2_tf.training.runs import BEST_MODEL_FILE, EPOCH_SECONDS, LOG_FILE, MONITOR, read_log
+from ph2_tf import files
+from ph2_tf.training.runs import (
+    BACKUP_DIR,
+    BEST_MODEL_FILE,
+    EPOCH_SECONDS,
+    LOG_FILE,
+    MONITOR,
+    RunDirError,
+    read_log,
+)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -61,12 +71,10 @@ class EpochLog(keras.callbacks.Callback):
 
     def _write(self, history):
         columns = list(history) or ["epoch"]
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
+        with files.replacing(self.path) as partial, partial.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
             writer.writerows(zip(*(history.get(c, []) for c in columns), strict=True))
-        tmp.replace(self.path)  # never a half-written log
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -138,16 +146,79 @@ class ValidateAveragedWeights(keras.callbacks.Callback):
         self._swapped.close()
 
 
-class AveragedWeightsCheckpoint(keras.callbacks.ModelCheckpoint):
-    """`ModelCheckpoint` that saves the moving average of the weights, which validation scored.
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` whenever `monitor` beats its best value, atomically.
 
-    Only the checkpoint holds the average: training and `BackupAndRestore` keep the raw weights,
-    and the optimizer its average, so a resumed run goes on where it stopped.
+    The model is written under a temporary name and moved over `path` in one step, so a kill or
+    a full disk in the middle of a save leaves the previous best intact (Keras'
+    `ModelCheckpoint` writes in place). With `averaged`, the saved weights are the optimizer's
+    moving average, which validation scored; training goes on with the raw weights.
+
+    Args:
+        path: the `.keras` file.
+        monitor: the log entry to maximise.
+        initial_best: the best value already reached (on resume), or None.
+        averaged: save the moving average of the weights (`use_ema`).
     """
 
+    def __init__(self, path, monitor, initial_best=None, averaged=False):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.monitor = monitor
+        self.best = initial_best
+        self.averaged = averaged
+
     def on_epoch_end(self, epoch, logs=None):
-        with averaged_weights(self.model):
-            super().on_epoch_end(epoch, logs)
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        if self.best is not None and value <= self.best:
+            return
+        self.best = float(value)
+        weights = averaged_weights(self.model) if self.averaged else contextlib.nullcontext()
+        with weights, files.replacing(self.path) as partial:
+            self.model.save(partial)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose backup is replaced as a whole, never half-written.
+
+    Keras writes the weights and the epoch counter in place, so a kill during the write leaves
+    a truncated file that every later resume fails on. Here each backup is written to a staging
+    folder that then takes the backup's place by two renames; a kill between them is repaired
+    when training starts again. A backup that still cannot be read (damaged from outside) is
+    reported by name and kept.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir=str(backup_dir))
+        self._backup = pathlib.Path(backup_dir)
+        self._staging = self._backup.with_name(self._backup.name + ".partial")
+        self._previous = self._backup.with_name(self._backup.name + ".previous")
+
+    def on_train_begin(self, logs=None):
+        if not self._backup.exists() and self._previous.exists():
+            self._previous.replace(self._backup)  # killed between the two renames
+        shutil.rmtree(self._staging, ignore_errors=True)
+        shutil.rmtree(self._previous, ignore_errors=True)
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError) as e:
+            raise RunDirError(
+                f"{self._backup}: the backup to resume from cannot be read ({e}); it is kept: "
+                "remove it to train this run again from the start (--overwrite)"
+            ) from None
+
+    def _save_model(self):
+        shutil.rmtree(self._staging, ignore_errors=True)
+        self._staging.mkdir(parents=True)
+        self.model.save_weights(self._staging / pathlib.Path(self._weights_path).name)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        files.write_json(self._staging / pathlib.Path(self._training_metadata_path).name, metadata)
+        if self._backup.exists():
+            self._backup.replace(self._previous)
+        self._staging.replace(self._backup)
+        shutil.rmtree(self._previous, ignore_errors=True)
 
 
 def _best_logged(out_dir, monitor):
@@ -159,17 +230,18 @@ def make_callbacks(cfg, out_dir):
     """Callbacks of a training run.
 
     Order matters: the non-finite check comes first, so that a diverged epoch writes nothing;
-    the log row is written before the backup, and a kill between the two is repaired on resume
-    by `EpochLog` (the epoch is trained again and logged once).
+    the log row, then the best model, then the backup are written, and a kill between any two
+    is repaired on resume: the epoch is trained again and logged once (`EpochLog`).
 
     Args:
         cfg: the run's `TrainConfig` (`checkpoints` decides on `best.keras` and `backup/`).
-        out_dir: directory receiving `best.keras` (best `val_jaccard`), `backup/`
-            (`BackupAndRestore`: a killed run resumes at its next epoch), `log.csv` (`EpochLog`),
+        out_dir: directory receiving `best.keras` (best `val_jaccard`, `BestCheckpoint`),
+            `backup/` (`AtomicBackupAndRestore`: a killed run resumes at its next epoch),
+            `log.csv` (`EpochLog`),
             and `tensorboard/` (only on the TensorFlow backend, whose summary ops Keras' callback
             uses, and when the `tensorboard` package is installed: TensorFlow >= 2.20 no longer
             installs it). With `cfg.ema_momentum`, validation and `best.keras` use the averaged
-            weights (`ValidateAveragedWeights`, `AveragedWeightsCheckpoint`).
+            weights (`ValidateAveragedWeights`, `BestCheckpoint(averaged=True)`).
 
     Returns:
         A list of Keras callbacks.
@@ -179,17 +251,17 @@ def make_callbacks(cfg, out_dir):
     callbacks = [StopOnNonFinite(), EpochLog(out_dir)]
     averaged = cfg.ema_momentum is not None
     if cfg.checkpoints:
-        checkpoint = AveragedWeightsCheckpoint if averaged else keras.callbacks.ModelCheckpoint
+        # The best model before the backup: a kill between the two retrains the epoch, whereas
+        # the other order could log an epoch whose better model was never saved.
         callbacks += [
-            keras.callbacks.BackupAndRestore(backup_dir=str(out_dir / "backup")),
-            checkpoint(
-                str(out_dir / BEST_MODEL_FILE),
-                monitor=MONITOR,
-                mode="max",
-                save_best_only=True,
+            BestCheckpoint(
+                out_dir / BEST_MODEL_FILE,
+                MONITOR,
                 # On resume, only an epoch better than those already logged replaces it.
-                initial_value_threshold=_best_logged(out_dir, MONITOR),
+                initial_best=_best_logged(out_dir, MONITOR),
+                averaged=averaged,
             ),
+            AtomicBackupAndRestore(out_dir / BACKUP_DIR),
         ]
     if averaged:
         callbacks.append(ValidateAveragedWeights())

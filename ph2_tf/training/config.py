@@ -7,6 +7,7 @@ import pathlib
 
 import keras
 
+from ph2_tf import files
 from ph2_tf.data.augmentation import AUGMENTATIONS
 from ph2_tf.models import MODEL_NAMES
 from ph2_tf.training.losses import LOSS_NAMES
@@ -44,13 +45,13 @@ class TrainConfig:
         jit_compile: compile the training step with XLA: True, False, or None for Keras'
             `"auto"`, which is XLA under JAX, and under TensorFlow XLA on GPUs unless op
             determinism is on (Keras turns XLA off then, so True with `deterministic` is refused
-            on TensorFlow). On 2 CPU cores TensorFlow with oneDNN and without XLA is the fastest
-            for the `small` profile (`results/cpu-vs-torch/`). Off under
+            on TensorFlow). On CPUs, TensorFlow with oneDNN and without XLA trained the `small`
+            profile fastest (`results/cpu-vs-torch/`). Off under
             `MultiWorkerMirroredStrategy`, whose collectives XLA does not compile on CPUs.
         checkpoints: write `best.keras` and the per-epoch backup that a killed run resumes
             from. Off, a run writes only its config and log: the tuner's grid scores the final
-            weights, and at full size each of those writes is about 0.4 GB (weights and AdamW
-            slots) per epoch, beside epochs of about a second on an H200.
+            weights, and at full size those writes (weights and AdamW slots, every epoch) are
+            large (`docs/tuning.md`) next to the short epochs of a GPU.
         init_from: a `.keras` file (another run's `best.keras`) whose weights, BatchNorm
             statistics included, start this run instead of a fresh initialisation: training
             goes on for `epochs` more epochs with a fresh AdamW. Its model must be the one this
@@ -183,7 +184,7 @@ class TrainConfig:
         Args:
             path: destination file.
         """
-        pathlib.Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        files.write_json(path, dataclasses.asdict(self))
 
     @classmethod
     def load(cls, path):

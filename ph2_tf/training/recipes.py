@@ -61,15 +61,12 @@ from ph2_tf.experiments.soup import ARCHITECTURE_FIELDS
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.losses import num_classes_for
 from ph2_tf.training.profiles import PROFILES
-from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, read_log
+from ph2_tf.training.runs import BEST_MODEL_FILE, run_state
 
 DEFAULT_RUNS_ROOT = "runs"
 # TrainConfig fields a recipe's `train` section may not set: the seeds, the stage chain, the
 # runs root and the command line's data arguments decide them.
 FIELDS_SET_ELSEWHERE = ("seed", "init_from", "out_dir", "data_dir", "manual_dir")
-# Fields that say where a run's files are, not how it trains: a run directory found again under
-# another spelling of the runs root or with the data elsewhere is still the same run.
-PATH_FIELDS = ("out_dir", "init_from", "data_dir", "manual_dir")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")  # recipe and stage names: directory names, no "-seed"
 
 
@@ -455,35 +452,6 @@ def stage_configs(
             cfg.init_from = str(start)
         configs.append(cfg)
     return configs
-
-
-def run_state(cfg):
-    """How far the run of `cfg` has got in its directory.
-
-    Args:
-        cfg: a `TrainConfig` from `stage_configs`.
-
-    Returns:
-        `"new"` (nothing there yet), `"partial"` (started, not all epochs logged or no
-        `best.keras`: training resumes it) or `"finished"`.
-
-    Raises:
-        RecipeError: the directory holds a run of another config (a field other than where
-            its files are differs), which neither resuming nor using it would match.
-    """
-    out_dir = pathlib.Path(cfg.out_dir)
-    if not (out_dir / CONFIG_FILE).exists():
-        return "new"
-    recorded = dataclasses.asdict(TrainConfig.load(out_dir / CONFIG_FILE))
-    for field, value in dataclasses.asdict(cfg).items():
-        if field not in PATH_FIELDS and recorded[field] != value:
-            raise RecipeError(
-                f"{out_dir} holds a run with {field}={recorded[field]!r} where the recipe sets "
-                f"{value!r}: use another --runs-root, or remove that directory"
-            )
-    logged = len(read_log(out_dir).get("epoch", []))
-    done = logged >= cfg.epochs and (out_dir / BEST_MODEL_FILE).exists()
-    return "finished" if done else "partial"
 
 
 def require_trained(recipe, stage_name, runs_root=DEFAULT_RUNS_ROOT):

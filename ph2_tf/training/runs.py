@@ -2,11 +2,25 @@
 
 A run's directory holds `config.json`, `log.csv` (one row per epoch, each epoch exactly once, with
 its wall time, also across a kill and resume), `best.keras` (best `val_jaccard`, never a
-non-finite model) and, while it runs, `backup/` to resume from.
+non-finite model) and, while it runs, `backup/` to resume from and a `.lock` held by the process
+training it.
+
+A directory belongs to one run: its `config.json` is the run's identity. Training it again with
+the same config resumes it (or finds it finished); another config is refused, naming the fields
+that differ. Every file is written atomically (`ph2_tf.files`).
 """
 
+import contextlib
 import csv
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import json
+import os
 import pathlib
+import shutil
+import zipfile
 
 import keras
 
@@ -17,6 +31,14 @@ BEST_MODEL_FILE = "best.keras"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
 EPOCH_SECONDS = "epoch_seconds"
+BACKUP_DIR = "backup"
+LOCK_FILE = ".lock"
+# Where a run's files are and where its data is read from: they do not change what it learns.
+PATH_FIELDS = ("out_dir", "init_from", "data_dir", "manual_dir")
+
+
+class RunDirError(ValueError):
+    """A run directory cannot be used as asked; the message names it and says what to do."""
 
 
 def read_log(out_dir):
@@ -54,5 +76,106 @@ def load_trained(run_dir):
     run_dir = pathlib.Path(run_dir)
     path = run_dir / BEST_MODEL_FILE
     if not path.exists():
-        raise ValueError(f"no {BEST_MODEL_FILE} in run directory {str(run_dir)!r}")
+        raise RunDirError(f"{run_dir}: no {BEST_MODEL_FILE}: train the run first")
+    if not zipfile.is_zipfile(path):
+        raise RunDirError(f"{path}: not a readable Keras model file (damaged or cut short)")
     return keras.models.load_model(path, compile=False), TrainConfig.load(run_dir / CONFIG_FILE)
+
+
+def default_out_dir(cfg, root="runs"):
+    """A run directory named after everything in `cfg` that changes what the run learns.
+
+    The name spells out the usual choices and ends with a short digest of every field but
+    `PATH_FIELDS` (plus `init_from`, which does change the result), so that two configs that
+    differ anywhere never share a folder.
+
+    Example: `runs/unet-bce-lr0.0001-e50-seed0-96px-w0.125-none-1a2b3c`.
+    """
+    identity = {
+        f: v for f, v in dataclasses.asdict(cfg).items() if f not in PATH_FIELDS or f == "init_from"
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
+    name = (
+        f"{cfg.model}-{cfg.loss}-lr{cfg.learning_rate:g}-e{cfg.epochs}-seed{cfg.seed}-"
+        f"{cfg.image_size}px-w{cfg.width:g}-{cfg.augment}-{digest}"
+    )
+    return str(pathlib.Path(root) / name)
+
+
+def differing_fields(recorded, cfg):
+    """The fields, other than `PATH_FIELDS`, in which two configs differ, in field order."""
+    ours, theirs = dataclasses.asdict(cfg), dataclasses.asdict(recorded)
+    return [f for f in ours if f not in PATH_FIELDS and ours[f] != theirs.get(f)]
+
+
+def run_state(cfg):
+    """How far the run of `cfg` has got in its directory `cfg.out_dir`.
+
+    Returns:
+        `"new"` (no config there yet), `"partial"` (started: training resumes it) or
+        `"finished"` (every epoch logged and, with checkpoints, `best.keras` written and the
+        backup removed, which Keras does once `fit` ends).
+
+    Raises:
+        RunDirError: the directory holds a run of another config (a field other than
+            `PATH_FIELDS` differs): resuming it would mix two runs.
+    """
+    out_dir = pathlib.Path(cfg.out_dir)
+    if not (out_dir / CONFIG_FILE).exists():
+        return "new"
+    recorded = TrainConfig.load(out_dir / CONFIG_FILE)
+    differ = differing_fields(recorded, cfg)
+    if differ:
+        changes = ", ".join(
+            f"{f} {getattr(recorded, f)!r} -> {getattr(cfg, f)!r}" for f in differ[:3]
+        )
+        raise RunDirError(
+            f"{out_dir} holds another run ({changes}{', ...' if len(differ) > 3 else ''}): "
+            "choose a new --out-dir, or pass --overwrite to replace it"
+        )
+    logged = len(read_log(out_dir).get("epoch", []))
+    saved = not cfg.checkpoints or (
+        (out_dir / BEST_MODEL_FILE).exists() and not (out_dir / BACKUP_DIR).exists()
+    )
+    return "finished" if logged >= cfg.epochs and saved else "partial"
+
+
+def clear(out_dir):
+    """Removes what `train` writes in `out_dir` (for `--overwrite`); other files stay."""
+    out_dir = pathlib.Path(out_dir)
+    for name in (CONFIG_FILE, LOG_FILE, BEST_MODEL_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    for name in (BACKUP_DIR, "tensorboard"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(out_dir):
+    """Holds `out_dir/.lock` while the block runs, so that one process at a time trains a run.
+
+    The lock is an advisory `flock`, which the system releases when its process dies: a killed
+    run never blocks the next one. The file is removed when the block ends.
+
+    Raises:
+        RunDirError: another live process holds the lock.
+    """
+    path = pathlib.Path(out_dir) / LOCK_FILE
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RunDirError(
+                f"{out_dir} is in use by process {holder}: wait for it, or choose another --out-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)

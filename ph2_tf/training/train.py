@@ -10,6 +10,8 @@ beside it: `config` (`TrainConfig`), `distribute` (strategies), `callbacks` and 
 of a run directory).
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -17,7 +19,7 @@ from ph2_tf.data import arrays
 from ph2_tf.data.augmentation import get_augmentation
 from ph2_tf.evaluation.metrics import segmentation_metrics
 from ph2_tf.models import build_model
-from ph2_tf.training import accelerators
+from ph2_tf.training import accelerators, runs
 from ph2_tf.training.callbacks import make_callbacks
 from ph2_tf.training.distribute import (
     adapt_for_multi_worker,
@@ -127,8 +129,8 @@ def _build_training_state(model, image_size):
 
     On TensorFlow outside a distribution strategy's scope, Keras creates them while it traces
     the first training step, and a `tf.function` that creates variables is traced twice. Built
-    here, the step is traced once: the `small` UNet's first `fit` call took 3.1 s instead of
-    7.3 s on 2 CPU cores, which every configuration of the tuner pays.
+    here, the step is traced once, which shortens the first `fit` call of every run, and so of
+    every configuration the tuner tries (`docs/gpu-and-jax.md`).
 
     Args:
         model: the compiled model.
@@ -166,13 +168,16 @@ def _datasets(cfg):
     return train_batches, arrays.Batches(val_images, val_masks, cfg.batch_size)
 
 
-def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
+def train(cfg, *, overwrite=False, strategy=None, model=None, extra_callbacks=(), verbose=2):
     """Trains a model on the PH2 train split, validating on the validation split.
 
-    Resumes from `cfg.out_dir`'s backup when a previous run of it was interrupted.
+    `cfg.out_dir` belongs to this run (`ph2_tf.training.runs`): an interrupted run of the same
+    config resumes from its backup; a finished one, or a run of another config, is refused
+    unless `overwrite`; a run another process is training is refused.
 
     Args:
         cfg: a `TrainConfig` (validated again here, before any data is read or file written).
+        overwrite: first remove what an earlier run wrote in `cfg.out_dir`.
         strategy: a `tf.distribute.Strategy`; `get_strategy()` when None (which is None on
             other backends, where `use_local_accelerators` decides).
         model: a model compiled by `build_and_compile(cfg)` under `strategy` (the tuner builds
@@ -187,6 +192,8 @@ def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
 
     Raises:
         ValueError: an invalid `cfg`.
+        RunDirError: `cfg.out_dir` is a file, holds a finished run or another run's files, or
+            is in use; nothing was written.
         TrainingDivergedError: the loss or the weights became non-finite; `best.keras` and the
             backup still hold the last finite state, if any.
     """
@@ -195,9 +202,30 @@ def train(cfg, *, strategy=None, model=None, extra_callbacks=(), verbose=2):
     accelerators.enable_jax_compilation_cache()
     strategy = strategy or get_strategy()
     out_dir = worker_out_dir(cfg.out_dir, strategy)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise runs.RunDirError(f"{out_dir} exists and is not a directory")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(out_dir / CONFIG_FILE)
+    try:
+        with runs.locked(out_dir):
+            if overwrite:
+                runs.clear(out_dir)
+            state = runs.run_state(dataclasses.replace(cfg, out_dir=str(out_dir)))
+            if state == "finished":
+                raise runs.RunDirError(
+                    f"{out_dir} holds this run, finished: use its best.keras, or pass "
+                    "--overwrite to train it again"
+                )
+            return _fit(cfg, out_dir, strategy, model, extra_callbacks, verbose)
+    finally:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a run that wrote nothing leaves no folder behind
+
+
+def _fit(cfg, out_dir, strategy, model, extra_callbacks, verbose):
+    """The body of `train`, once the run directory is this process's."""
     train_data, val_data = _datasets(cfg)
+    cfg.save(out_dir / CONFIG_FILE)  # after the data, so that a run without data leaves nothing
     if model is None:
         # Seeded again: preparing the dataset on first use consumes random state, and the
         # first run must initialise its weights as every later run with this seed does.

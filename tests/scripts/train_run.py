@@ -4,13 +4,18 @@ Usage: python train_run.py CONFIG_JSON WEIGHTS_NPZ [KILL_AFTER_EPOCHS]
 
 Saves the final weights to WEIGHTS_NPZ. With KILL_AFTER_EPOCHS=k, the process SIGKILLs itself
 at the end of its k-th epoch (after the epoch's backup and log row are written), like a
-preempted job. Under `TF_CONFIG` it is one worker of a multi-worker run.
+preempted job. With the environment variable KILL_IN_WRITE=best:k (or backup:k) it SIGKILLs
+itself in the middle of writing `best.keras` (or the backup's weights) at the end of epoch k:
+the file's data is written, not yet closed. Under `TF_CONFIG` it is one worker of a multi-worker
+run.
 """
 
 import os
 import signal
 import sys
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 
@@ -30,9 +35,41 @@ class KillAfterEpochs(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillInsideWrite(keras.callbacks.Callback):
+    """From the start of epoch `epoch` (counted from 1), SIGKILLs the process when a file of
+    `target` is about to be closed: a zip archive (`.keras`) for "best", the backup's HDF5 weights
+    for "backup"."""
+
+    def __init__(self, target, epoch):
+        super().__init__()
+        self.epoch = epoch
+        if target == "best":
+            self._patch(zipfile.ZipFile, lambda f: str(f.filename).endswith(".keras"))
+        else:
+            self._patch(h5py.File, lambda f: "latest.weights" in str(f.filename))
+        self.armed = False
+
+    def _patch(self, cls, is_target):
+        close = cls.close
+
+        def close_or_die(file):
+            if self.armed and is_target(file):
+                print("killed inside the write", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            close(file)
+
+        cls.close = close_or_die
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.armed = epoch + 1 == self.epoch
+
+
 def main(config_path, weights_path, kill_after=None):
     cfg = TrainConfig.load(config_path)
     extra = [KillAfterEpochs(int(kill_after))] if kill_after else []
+    if os.environ.get("KILL_IN_WRITE"):
+        target, epoch = os.environ["KILL_IN_WRITE"].split(":")
+        extra.append(KillInsideWrite(target, int(epoch)))
     model, _ = train.train(cfg, extra_callbacks=extra)
     np.savez(weights_path, *model.get_weights())
 

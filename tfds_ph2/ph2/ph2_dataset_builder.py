@@ -328,8 +328,9 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndar
 def encode_png(pixels: np.ndarray) -> bytes:
     """PNG bytes of a uint8 (H, W, C) array, C = 1 or 3.
 
-    Pillow at zlib level 1 takes half the time of TFDS's own encoder (default level 6); the
-    prepared `original` config grows by about 6 % (147 instead of 139 MiB).
+    Pillow at zlib level 1 instead of TFDS's own encoder (zlib's default level 6): preparation
+    spends much of its time encoding, and the fastest level costs only slightly larger files
+    (preparation cost: this folder's README.md, `benchmarks/prepare_dataset.py`).
     """
     buffer = io.BytesIO()
     Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(

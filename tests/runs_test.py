@@ -1,0 +1,151 @@
+"""A run directory belongs to one run: its state, its identity, its lock and atomic writes."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ph2_tf import files
+from ph2_tf.training import runs
+from ph2_tf.training.config import TrainConfig
+
+
+def tiny_config(tmp_path, **overrides):
+    return TrainConfig(out_dir=str(tmp_path / "run"), epochs=2, **overrides)
+
+
+def test_run_state_follows_the_files_a_run_writes(tmp_path):
+    cfg = tiny_config(tmp_path)
+    run_dir = tmp_path / "run"
+    assert runs.run_state(cfg) == "new"
+    run_dir.mkdir()
+    cfg.save(run_dir / runs.CONFIG_FILE)
+    assert runs.run_state(cfg) == "partial"
+    (run_dir / runs.LOG_FILE).write_text("epoch,val_jaccard\n0,0.5\n1,0.6\n")
+    (run_dir / runs.BACKUP_DIR).mkdir()
+    assert runs.run_state(cfg) == "partial"  # fit did not reach its end: the backup is still there
+    (run_dir / runs.BACKUP_DIR).rmdir()
+    assert runs.run_state(cfg) == "partial"  # no best.keras yet
+    (run_dir / runs.BEST_MODEL_FILE).write_bytes(b"PK")
+    assert runs.run_state(cfg) == "finished"
+    without_checkpoints = dataclasses.replace(cfg, checkpoints=False)
+    without_checkpoints.save(run_dir / runs.CONFIG_FILE)
+    (run_dir / runs.BEST_MODEL_FILE).unlink()
+    assert runs.run_state(without_checkpoints) == "finished"
+
+
+def test_another_config_is_refused_naming_the_fields_that_differ(tmp_path):
+    cfg = tiny_config(tmp_path)
+    (tmp_path / "run").mkdir()
+    cfg.save(tmp_path / "run" / runs.CONFIG_FILE)
+    other = dataclasses.replace(cfg, model="segnet", learning_rate=1e-3)
+    with pytest.raises(runs.RunDirError) as info:
+        runs.run_state(other)
+    message = str(info.value)
+    assert "model 'unet' -> 'segnet'" in message and "learning_rate 0.0001 -> 0.001" in message
+    assert "--overwrite" in message and "\n" not in message
+    # Where the data is read from does not make another run.
+    assert runs.run_state(dataclasses.replace(cfg, data_dir=str(tmp_path / "elsewhere"))) == (
+        "partial"
+    )
+
+
+def test_default_out_dir_differs_for_every_setting_that_changes_the_result(tmp_path):
+    cfg = tiny_config(tmp_path)
+    changes = dict(
+        model="segnet",
+        loss="dice",
+        learning_rate=3e-4,
+        epochs=3,
+        seed=1,
+        image_size=128,
+        width=0.25,
+        batch_size=4,
+        augment="all",
+        colour_constancy=True,
+        ema_momentum=0.99,
+        weight_decay=0.0,
+        precision="mixed_bfloat16",
+    )
+    names = {runs.default_out_dir(cfg)}
+    for field, value in changes.items():
+        names.add(runs.default_out_dir(dataclasses.replace(cfg, **{field: value})))
+    assert len(names) == len(changes) + 1
+    assert runs.default_out_dir(cfg) == runs.default_out_dir(
+        dataclasses.replace(cfg, data_dir="/data", out_dir="/somewhere")
+    )
+    assert runs.default_out_dir(cfg).startswith("runs/unet-bce-lr0.0001-e2-seed0-96px-w0.125-")
+
+
+def test_a_locked_run_directory_is_refused_and_released(tmp_path):
+    with runs.locked(tmp_path):
+        assert (tmp_path / runs.LOCK_FILE).read_text() == str(os.getpid())
+        with pytest.raises(runs.RunDirError, match=f"in use by process {os.getpid()}"):
+            with runs.locked(tmp_path):
+                pass
+    assert not (tmp_path / runs.LOCK_FILE).exists()
+    with runs.locked(tmp_path):  # free again
+        pass
+
+
+def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
+    holder = (
+        "import os, signal, sys\n"
+        "from ph2_tf.training import runs\n"
+        "with runs.locked(sys.argv[1]):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", holder, str(tmp_path)], check=False)
+    assert result.returncode == -signal.SIGKILL
+    assert (tmp_path / runs.LOCK_FILE).exists()  # the file stays, but nobody holds it
+    with runs.locked(tmp_path):
+        pass
+
+
+def test_clear_removes_only_what_train_writes(tmp_path):
+    for name in (runs.CONFIG_FILE, runs.LOG_FILE, runs.BEST_MODEL_FILE, "notes.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / runs.BACKUP_DIR).mkdir()
+    runs.clear(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_load_trained_names_a_missing_or_damaged_model(tmp_path):
+    with pytest.raises(runs.RunDirError, match=f"{tmp_path}: no best.keras"):
+        runs.load_trained(tmp_path)
+    (tmp_path / runs.BEST_MODEL_FILE).write_bytes(b"")
+    with pytest.raises(runs.RunDirError, match="not a readable Keras model file"):
+        runs.load_trained(tmp_path)
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path):
+    path = tmp_path / "metrics.json"
+    files.write_json(path, {"jaccard": 0.5})
+    with pytest.raises(RuntimeError):
+        with files.replacing(path) as partial:
+            partial.write_text('{"jacc')
+            raise RuntimeError("disk full")
+    assert path.read_text() == '{\n  "jaccard": 0.5\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_kill_in_the_middle_of_a_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "config.json"
+    files.write_text(path, "old\n")
+    writer = (
+        "import os, signal, sys\n"
+        "from ph2_tf import files\n"
+        "with files.replacing(sys.argv[1]) as partial, open(partial, 'w') as f:\n"
+        "    f.write('new, half')\n"
+        "    f.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", writer, str(path)], check=False)
+    assert result.returncode == -signal.SIGKILL
+    assert path.read_text() == "old\n"
+    files.write_text(path, "new\n")  # the stray partial file is simply written over
+    assert path.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
