@@ -2,6 +2,7 @@
 served.
 """
 
+import dataclasses
 import json
 import pathlib
 
@@ -14,7 +15,8 @@ from folding_test import randomise_batch_norm
 
 from ph2_tf import cli
 from ph2_tf.models import build_model
-from ph2_tf.serving import export, publish, versions
+from ph2_tf.serving import cards, export, publish, versions
+from ph2_tf.training import train
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE
 
@@ -59,6 +61,7 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
 
     assert publish_model(background, "same again", base_dir, ph2_dummy, lines) is None
     assert "is not better than served version 1" in lines[-1]
+    assert "**version 1**" in (base_dir / "ph2_unet" / cards.CARD_FILE).read_text()
 
     second = publish_model(lesion, "lesion", base_dir, ph2_dummy, lines)
     assert second == base_dir / "ph2_unet" / "2" and "published" in lines[-1]
@@ -71,6 +74,7 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
     assert forced == base_dir / "ph2_unet" / "3" and "forced" in lines[-1]
 
     assert [p.name for p in versions.served_versions(base_dir / "ph2_unet")] == ["1", "2", "3"]
+    assert "**version 3**" in (base_dir / "ph2_unet" / cards.CARD_FILE).read_text()
     assert not (base_dir / "ph2_unet" / ".candidate").exists()
     assert 'name: "ph2_unet"' in (base_dir / export.MODELS_CONFIG).read_text()
 
@@ -174,12 +178,35 @@ def test_export_from_saved_model_serves_the_same_model_as_a_new_version(
     np.testing.assert_allclose(second_out["probabilities"], first_out["probabilities"], atol=1e-6)
 
 
-def test_load_published_model_rebuilds_a_version_exported_before_folding():
-    # Version 7 of the served SegNet was exported with its BatchNorm layers unfolded.
-    version_dir = REPO_ROOT / "saved_models" / "ph2_segnet" / "7"
+def test_load_published_model_rebuilds_a_version_exported_before_folding(tmp_path):
+    # Versions published before the serving graph folded BatchNorm (ph2_segnet/1 to 7, in git
+    # history) store the BatchNorm layers' variables: written here as they were.
+    config = TrainConfig(model="segnet", image_size=IMAGE_SIZE, width=0.125)
+    unfolded = randomise_batch_norm(train.build_configured_model(config))
+    version_dir = tmp_path / "ph2_segnet" / "7"
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint(
+        export.SIGNATURE,
+        export.serving_function(unfolded, IMAGE_SIZE),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=export.INPUT_NAME)],
+    )
+    archive.write_out(str(version_dir), verbose=False)
+    metrics = {"source": {"config": dataclasses.asdict(config)}}
+    (version_dir / publish.METRICS_FILE).write_text(json.dumps(metrics))
+
     model, source = publish.load_published_model(version_dir)
     assert source["config"]["model"] == "segnet"
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 25
+    images = tf.constant(np.random.default_rng(1).integers(0, 256, (1, 300, 400, 3), np.uint8))
+    served = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE](images=images)
+    rebuilt = export.serving_function(model, source["config"]["image_size"])(images)
+    np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], atol=1e-6)
+
+
+def test_load_published_model_rebuilds_the_served_segnet():
+    version_dir = REPO_ROOT / "saved_models" / "ph2_segnet" / "10"  # its BatchNorm folded
+    model, source = publish.load_published_model(version_dir)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     images = tf.constant(np.random.default_rng(1).integers(0, 256, (1, 300, 400, 3), np.uint8))
     served = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE](images=images)
     rebuilt = export.serving_function(model, source["config"]["image_size"])(images)

@@ -10,7 +10,10 @@ from ph2_tf.cli.common import add_data_args, fail
 
 def add_parser(commands):
     """Adds the `export` command to `commands`, the parent parser's subparsers."""
-    export = commands.add_parser("export", help="SavedModel in TF Serving layout + models.config")
+    export = commands.add_parser(
+        "export",
+        help="SavedModel in TF Serving layout + models.config + the model's README.md card",
+    )
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="directory written by `train`")
     source.add_argument(
@@ -22,10 +25,11 @@ def add_parser(commands):
     export.add_argument("--base-dir", default="saved_models", help="TF Serving model root")
     export.add_argument("--model-name", help="TF Serving model name (default: the run's model)")
     export.add_argument("--version", type=int, help="version number (default: next free)")
-    export.add_argument("--threshold", type=float, default=0.5)
+    export.add_argument("--threshold", type=float, help="mask threshold (default 0.5)")
     export.add_argument(
         "--largest-component",
         action="store_true",
+        default=None,  # None: not given, so that --config can tell
         help="in both signatures' `mask`, keep only the largest lesion and fill its holes, "
         "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
     )
@@ -40,20 +44,34 @@ def add_parser(commands):
         "--from-saved-model: the same weights in another serving graph); writes "
         "metrics.json (needs the dataset: --data-dir, --manual-dir)",
     )
+    export.add_argument(
+        "--config",
+        help="a recipe (configs/README.md): the model name, --threshold and "
+        "--largest-component come from its export section; given flags must agree with it",
+    )
     add_data_args(export)
 
 
 def run(args):
-    """`export` command: exports a run's best checkpoint and rewrites models.config."""
+    """`export` command: exports a run's best checkpoint; rewrites models.config and the card."""
     from ph2_tf.experiments import soup
-    from ph2_tf.serving import export, publish
+    from ph2_tf.serving import cards, export, publish
     from ph2_tf.training.runs import load_trained
 
     if args.if_better and args.version is not None:
         return fail(args, f"--if-better picks the version itself; drop --version {args.version}")
+    try:
+        recipe = _apply_recipe(args)
+    except ValueError as error:
+        return fail(args, error)
     if args.from_saved_model:
         return _export_again(args)
     model, cfg = load_trained(args.run_dir)
+    if recipe is not None and cfg.model != recipe.model:
+        return fail(
+            args,
+            f"--run-dir {args.run_dir} holds a {cfg.model}; {recipe.path} makes a {recipe.model}",
+        )
     common = dict(
         base_dir=args.base_dir,
         model_name=args.model_name or cfg.model,
@@ -77,6 +95,7 @@ def run(args):
         return 0
     path = export.export_for_serving(model, version=args.version, **common)
     config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
+    cards.write_card(path.parent)
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
 
 
@@ -85,9 +104,43 @@ def _serving_options(args):
     return {"threshold": args.threshold, "largest_component": args.largest_component}
 
 
+def _apply_recipe(args):
+    """Sets the model name and serving options: from `--config`'s recipe, else the defaults.
+
+    Returns:
+        The `Recipe`, or None without `--config`.
+
+    Raises:
+        ValueError: the recipe is invalid, or a flag given explicitly contradicts it.
+    """
+    if args.config is None:
+        args.threshold = 0.5 if args.threshold is None else args.threshold
+        args.largest_component = bool(args.largest_component)
+        return None
+    from ph2_tf.training import recipes
+
+    recipe = recipes.load(args.config)
+    chosen = recipe.export
+    for field, given, shown in (
+        ("model_name", args.model_name, f"--model-name {args.model_name}"),
+        ("threshold", args.threshold, f"--threshold {args.threshold}"),
+        ("largest_component", args.largest_component, "--largest-component"),
+    ):
+        wanted = getattr(chosen, field)
+        if given is not None and given != wanted:
+            raise ValueError(
+                f"{shown} contradicts {args.config}, whose export sets {field} "
+                f"{json.dumps(wanted)}; drop the flag or edit the recipe"
+            )
+    args.model_name = chosen.model_name
+    args.threshold = chosen.threshold
+    args.largest_component = chosen.largest_component
+    return recipe
+
+
 def _export_again(args):
     """`export --from-saved-model`: a published version, exported anew as the next version."""
-    from ph2_tf.serving import export, publish
+    from ph2_tf.serving import cards, export, publish
 
     version_dir = pathlib.Path(args.from_saved_model)
     try:
@@ -117,5 +170,6 @@ def _export_again(args):
         shutil.rmtree(path)  # a version without its metrics would be served unmeasured
         raise
     config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
+    cards.write_card(path.parent)
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
     return 0

@@ -10,9 +10,8 @@ does, and returns, at the input's size:
 
 A second signature, `serving_flip_tta`, has the same inputs and outputs and averages the
 probabilities of the image and its left-right and up-down flips (test-time augmentation: one
-model call on a batch three times as large). It is an option: on the version-1 models it gained
-+0.016 PH2 validation Jaccard for SegNet and lost 0.006 for UNet, for about three times the
-latency (`results/postprocessing/`).
+model call on a batch three times as large). It is an option, not the default: it helped some
+models and hurt others, and costs about three times the latency (`results/postprocessing/`).
 
 Exported with `largest_component=True` (`export --largest-component`), both signatures' `mask`
 keeps only the largest lesion and fills its holes, inside the graph

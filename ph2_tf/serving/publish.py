@@ -31,7 +31,7 @@ def best_per_model(records):
     validation Jaccard.
 
     Args:
-        records: per-seed records (`report.load_records`).
+        records: per-seed records (`ph2_tf.experiments.records.load_records`).
 
     Returns:
         `{model name: record}`; an architecture whose every seed diverged is left out.
@@ -226,8 +226,9 @@ def publish(
     The candidate is exported to a staging directory (TF Serving ignores non-numeric names) and
     measured through its signature on the validation split; the served (highest) version is
     measured the same way. Only a strictly better candidate, or any with `force`, is renamed
-    to the next version number; otherwise the staging directory is removed. Either way `log`
-    is told what happened and why.
+    to the next version number, measured into its `metrics.json`, and the model's card
+    (`ph2_tf.serving.cards`) rewritten; otherwise the staging directory is removed. Either way
+    `log` is told what happened and why.
 
     Args:
         model: the Keras model (float32 images in [0, 1] -> logits).
@@ -245,7 +246,7 @@ def publish(
     Returns:
         The new version directory, or None when nothing was published.
     """
-    from ph2_tf.serving import export  # imports TensorFlow
+    from ph2_tf.serving import cards, export  # imports TensorFlow
 
     model_dir = Path(base_dir) / model_name
     staging = model_dir / ".candidate"
@@ -278,5 +279,6 @@ def publish(
     write_metrics(path, source, **common)
     # TF Serving's Docker image conventionally sees the model root mounted at /models.
     export.write_models_config(base_dir, serving_root="/models")
+    cards.write_card(model_dir)
     log(f"{what}: published as {path} ({reason})")
     return path
