@@ -8,7 +8,7 @@ without TensorFlow on another Keras backend (`KERAS_BACKEND=jax`).
 import argparse
 import sys
 
-from ph2_tf.cli import evaluate, export, predict, prepare, soup, train
+from ph2_tf.cli import card, evaluate, export, predict, prepare, soup, train, tune
 
 COMMANDS = {
     "prepare": prepare,
@@ -17,6 +17,8 @@ COMMANDS = {
     "export": export,
     "soup": soup,
     "predict": predict,
+    "card": card,
+    "tune": tune,
 }
 
 
@@ -55,4 +57,7 @@ def main(argv=None, prog="python -m ph2_tf"):
 
 def console_main():
     """Entry point of the `ph2-seg` console script."""
+    from ph2_tf.cli.common import set_up_command_line
+
+    set_up_command_line()
     sys.exit(main(prog="ph2-seg"))

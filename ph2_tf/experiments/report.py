@@ -1,18 +1,35 @@
-"""Comparison tables and plots from the per-seed records that `ph2_tf.experiments.tuning` writes.
+"""Comparison tables and plots of a tuner run, from its per-seed records.
 
-Spreads are the sample standard deviation over seeds (`ddof=1`), shown only with 2 or more
-seeds; a diverged seed (no metrics) is counted in its own column, not averaged in.
+`write_report` writes a run's `comparison.md` and `comparison.csv` (the tables), and
+`comparison.png`, `curves.png` and `masks.png` (the plots) into its directory. Spreads are the
+sample standard deviation over seeds (`ddof=1`), shown only with 2 or more seeds; a diverged
+seed (no metrics) is counted in its own column, not averaged in.
 """
 
 import csv
-import json
 from pathlib import Path
 
+import keras
 import matplotlib
+import numpy as np
+import tensorflow_datasets as tfds
+
+import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
+from ph2_tf.data import arrays, preprocessing
+from ph2_tf.experiments.records import SearchSettings, load_seed_model, seed_model_path
+from ph2_tf.experiments.study import STUDY_SCORES
+from ph2_tf.models.heads import lesion_probability
+from ph2_tf.serving.publish import best_per_model
+from ph2_tf.training.config import TrainConfig
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+
+# The files `write_report` writes into a run's directory.
+MARKDOWN_TABLE, CSV_TABLE = "comparison.md", "comparison.csv"
+COMPARISON_PLOT, CURVES_PLOT, MASKS_PLOT = "comparison.png", "curves.png", "masks.png"
+MASK_EXAMPLES = 4
 
 # (column name, record key, label in comparison.md)
 SCORES = (
@@ -31,19 +48,12 @@ DIVERGED = "diverged"
 NOT_MEASURED = "not measured"
 
 
-def load_records(run_dir) -> list[dict]:
-    """All per-seed records of a run, sorted by configuration name and seed."""
-    paths = sorted((Path(run_dir) / "records").glob("*.json"))
-    records = [json.loads(p.read_text()) for p in paths]
-    return sorted(records, key=lambda r: (r["name"], r["seed"]))
-
-
 def summarize(records, configurations, study_scores=None) -> list[dict]:
     """One row per configuration that has records, in `configurations` order.
 
     Args:
-        records: per-seed records (`load_records`).
-        configurations: `tuning.Configuration`s giving the row order.
+        records: per-seed records (`records.load_records`).
+        configurations: `study.Configuration`s giving the row order.
         study_scores: optional {configuration: the study's "IoU"} for the last column.
     """
     rows = []
@@ -171,84 +181,279 @@ def settings_line(profile_name, profile, seeds, weight_decay):
         weight_decay: AdamW's weight decay.
     """
     return (
-        f"Profile `{profile_name}`: {profile.image_size}×{profile.image_size} inputs, "
-        f"filter counts ×{profile.width}, global batch {profile.batch_size}, AdamW (weight decay "
+        f"Profile `{profile_name}`: {profile_description(profile)}, AdamW (weight decay "
         f"{weight_decay}), no augmentation; seeds {list(seeds)}; scores are per-image means on "
         "the fixed test split, computed on the final weights after the configured epochs."
     )
 
 
-def plot_comparison(rows, path):
-    """Grouped bars of each score per configuration, sample std as error bars (none: no bar)."""
+def profile_description(profile):
+    """`"96×96 inputs, filter counts ×0.125, global batch 12"` for a `profiles.Profile`."""
+    return (
+        f"{profile.image_size}×{profile.image_size} inputs, filter counts ×{profile.width}, "
+        f"global batch {profile.batch_size}"
+    )
+
+
+def write_report(settings: SearchSettings, configurations, records, profile_name):
+    """Writes a run's tables and plots into its directory.
+
+    Args:
+        settings: the run's `SearchSettings`.
+        configurations: the `study.Configuration`s to report, in row order.
+        records: their per-seed records (`records.load_records`).
+        profile_name: the profile's name, for the settings line and the plots' titles.
+
+    Returns:
+        The paths written, tables first. `masks.png` is left out, and not redrawn, when a best
+        seed's model is not on disk (models are not kept in git: a report from committed
+        records has none).
+    """
+    run_dir = settings.run_dir
+    rows = summarize(records, configurations, STUDY_SCORES)
+    write_csv(rows, run_dir / CSV_TABLE)
+    config = preprocessing.tfds_config_for(settings.profile.image_size)
+    builder = tfds.builder(f"ph2/{config}", data_dir=settings.data_dir)
+    test_images = int(builder.info.splits["test"].num_examples)
+    line = settings_line(profile_name, settings.profile, settings.seeds, TrainConfig.weight_decay)
+    if any(r.get("test_original_resolution_missing") for r in records):
+        line += (
+            " Jaccard at original size is not measured where the training machine had no "
+            "full-size `original` data (only the resized configs travel to a machine without "
+            "TensorFlow); the records say so in `test_original_resolution_missing`."
+        )
+    with_records = {r["name"] for r in records}
+    write_markdown(
+        rows,
+        run_dir / MARKDOWN_TABLE,
+        line,
+        test_images,
+        provenance_line(records),
+        without_records=[c.name for c in configurations if c.name not in with_records],
+    )
+    setting = f"profile {profile_name} ({profile_description(settings.profile)})"
+    plot_comparison(rows, run_dir / COMPARISON_PLOT, setting, test_images)
+    plot_curves(records, run_dir / CURVES_PLOT, setting)
+    written = [run_dir / name for name in (MARKDOWN_TABLE, CSV_TABLE, COMPARISON_PLOT, CURVES_PLOT)]
+    best = best_per_model(records)
+    missing = [
+        path for path in (seed_model_path(settings, r) for r in best.values()) if not path.exists()
+    ]
+    if missing:
+        print(f"{MASKS_PLOT} not redrawn: no model at {', '.join(map(str, missing))}", flush=True)
+    else:
+        _plot_best_masks(settings, best, run_dir / MASKS_PLOT, setting)
+        written.append(run_dir / MASKS_PLOT)
+    return written
+
+
+def _plot_best_masks(settings, best, path, setting):
+    images, truths, _ = arrays.load_arrays(
+        "test",
+        settings.profile.image_size,
+        data_dir=settings.data_dir,
+        manual_dir=settings.manual_dir,
+    )
+    images, truths = images[:MASK_EXAMPLES], truths[:MASK_EXAMPLES]
+    predictions = {
+        f"{model_name} ({record['name']}, seed {record['seed']})": keras.ops.convert_to_numpy(
+            lesion_probability(load_seed_model(settings, record)(images))
+        )
+        > 0.5
+        for model_name, record in best.items()
+    }
+    plot_masks(images, truths, predictions, path, setting)
+
+
+def plot_comparison(rows, path, setting, test_images):
+    """Grouped bars of each test score per configuration, sample std as error bars.
+
+    Args:
+        rows: `summarize` rows.
+        path: destination PNG.
+        setting: what was trained, for the title (the profile: `profile_description`).
+        test_images: the test split's size, for the title.
+
+    Returns:
+        The (closed) matplotlib figure, for inspection.
+    """
 
     def values(key):
         return [np.nan if r[key] is None else r[key] for r in rows]
 
     x = np.arange(len(rows))
     bar = 0.8 / len(SCORES)
-    fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(rows) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(rows) + 2), 5), layout="constrained")
+    fig.suptitle(f"Test split ({test_images} images), final weights; {setting}", fontsize=10)
     for i, (name, _, label) in enumerate(SCORES):
+        means = values(f"{name}_mean")
         ax.bar(
             x + (i - (len(SCORES) - 1) / 2) * bar,
-            values(f"{name}_mean"),
+            means,
             bar,
-            yerr=np.nan_to_num(values(f"{name}_std")),
+            yerr=values(f"{name}_std"),  # NaN (one seed): no error bar
             capsize=2,
-            label=label,
+            label=label + (f" ({NOT_MEASURED})" if np.isnan(means).all() else ""),
         )
-    ax.set_xticks(x, [r["name"] for r in rows], rotation=60, ha="right", fontsize=8)
+    # Seeds per row: a run in progress has rows with fewer seeds, and spreads to match.
+    labels = [f"{r['name']} ({r['seeds']} seed{'s' * (r['seeds'] != 1)})" for r in rows]
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test score (mean ± sample std over seeds)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(SCORES), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return fig
 
 
-def plot_curves(records, path):
-    """Training loss and validation Jaccard per epoch, mean over seeds, one panel per model."""
-    models = sorted({r["configuration"]["model"] for r in records})
-    fig, axes = plt.subplots(len(models), 2, figsize=(12, 4 * len(models)), squeeze=False)
-    for row_axes, model in zip(axes, models, strict=True):
-        names = sorted({r["name"] for r in records if r["configuration"]["model"] == model})
+# End markers of configurations that differ only in their epochs, shortest first.
+_END_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _curve_styles(configurations):
+    """Colour, line width and end marker of each configuration's curves.
+
+    Configurations that differ only in their epochs (the study's UNet with bce at 1e-4 for 30,
+    50 and 75 epochs) train alike until the shorter ones stop: same loss, learning rate and
+    seeds, a constant learning rate, and deterministic kernels on the CPU. Their curves lie on
+    one another, so they share a colour; the longest is drawn widest, faintest and underneath,
+    each shorter one narrower and stronger on top, and each ends in a marker of its own shape.
+    Where the runs agree a reader sees one line with the stops marked on it; where they do not
+    (GPU kernels that are not deterministic), the strands part.
+
+    Args:
+        configurations: `{name: configuration dict}` of one model (at most 20 loss and
+            learning-rate pairs, each then with a colour of its own).
+
+    Returns:
+        `{name: keyword arguments of Axes.plot}`.
+    """
+    groups = {}
+    for name, config in configurations.items():
+        groups.setdefault((config["loss"], config["learning_rate"]), []).append(name)
+    palette = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
+    styles = {}
+    for index, names in enumerate(groups.values()):
+        colour = palette[index % len(palette)]
+        names = sorted(names, key=lambda name: configurations[name]["epochs"])
+        for rank, name in enumerate(names):  # rank 0: the shortest, narrowest, on top
+            styles[name] = dict(
+                color=to_rgba(colour, 1.0 if rank == 0 else 0.45 / rank),
+                linewidth=1.3 + 1.8 * rank,
+                zorder=3 + len(names) - rank,
+                marker=_END_MARKERS[rank % len(_END_MARKERS)],
+                markerfacecolor=colour,  # opaque, unlike the faint lines underneath
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                markersize=7,
+            )
+    return styles
+
+
+def _mean_curve(histories, key):
+    """Mean over seeds of one history key, over the epochs every seed has."""
+    length = min(len(h[key]) for h in histories)
+    return np.arange(1, length + 1), np.mean([h[key][:length] for h in histories], axis=0)
+
+
+def plot_curves(records, path, setting):
+    """Per-epoch training loss and validation Jaccard, mean over seeds, one block per model.
+
+    Each model gets one validation-Jaccard panel holding all its configurations, and one
+    training-loss panel per loss function: losses of different functions are on different
+    scales and cannot be compared. Styles: `_curve_styles`.
+
+    Args:
+        records: per-seed records (`records.load_records`).
+        path: destination PNG.
+        setting: what was trained, for the title (the profile: `profile_description`).
+
+    Returns:
+        The (closed) matplotlib figure, for inspection.
+    """
+    configurations = {r["name"]: r["configuration"] for r in records}
+    models = sorted({c["model"] for c in configurations.values()})
+    fig = plt.figure(figsize=(15, 7.5 * len(models)), layout="constrained")
+    fig.suptitle(
+        "Per epoch, mean over seeds: training loss on the training split, Jaccard on the "
+        f"validation split; {setting}"
+    )
+    for block, model in zip(
+        fig.subfigures(len(models), 1, squeeze=False)[:, 0], models, strict=True
+    ):
+        names = sorted(n for n, c in configurations.items() if c["model"] == model)
+        styles = _curve_styles({name: configurations[name] for name in names})
+        losses = sorted({configurations[n]["loss"] for n in names})
+        grid = block.add_gridspec(2, len(losses), height_ratios=(3, 2))
+        jaccard_ax = block.add_subplot(grid[0, :])
+        loss_axes = {loss: block.add_subplot(grid[1, i]) for i, loss in enumerate(losses)}
         for name in names:
             histories = [r["history"] for r in records if r["name"] == name]
-            for ax, key in zip(row_axes, ("loss", "val_jaccard"), strict=True):
-                length = min(len(h[key]) for h in histories)
-                mean = np.mean([h[key][:length] for h in histories], axis=0)
-                ax.plot(np.arange(1, length + 1), mean, label=name)
-        row_axes[0].set_title(f"{model}: training loss")
-        row_axes[1].set_title(f"{model}: validation Jaccard")
-        row_axes[1].set_ylim(0, 1)
-        for ax in row_axes:
+            jaccard_ax.plot(
+                *_mean_curve(histories, "val_jaccard"), markevery=[-1], label=name, **styles[name]
+            )
+            loss_axes[configurations[name]["loss"]].plot(
+                *_mean_curve(histories, "loss"), markevery=[-1], **styles[name]
+            )
+        jaccard_ax.set_title(f"{model}: Jaccard on the validation split")
+        jaccard_ax.set_ylim(0, 1)
+        jaccard_ax.set_ylabel("Jaccard")
+        jaccard_ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8,
+            title="same colour: same loss and lr\nmarker: last epoch",
+            title_fontsize=8,
+        )
+        for loss, ax in loss_axes.items():
+            ax.set_title(f"{model}: {loss} loss on the training split", fontsize=10)
+            ax.set_ylabel(f"{loss} loss")
+        for ax in [jaccard_ax, *loss_axes.values()]:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
-        row_axes[1].legend(fontsize=7)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
-def plot_masks(images, truths, predictions, path):
+def plot_masks(images, truths, predictions, path, setting):
     """Rows of test image | truth | one column per model's predicted mask.
 
     Args:
-        images: float images in [0, 1], (N, H, W, 3).
+        images: float images in [0, 1], (N, H, W, 3), the first N of the test split.
         truths: binary masks, (N, H, W, 1).
         predictions: {column title: binary masks (N, H, W, 1)}.
+        path: destination PNG.
+        setting: what was trained, for the title (the profile: `profile_description`).
+
+    Returns:
+        The (closed) matplotlib figure, for inspection.
     """
     columns = 2 + len(predictions)
-    fig, axes = plt.subplots(len(images), columns, figsize=(2.2 * columns, 2.2 * len(images)))
-    axes = np.atleast_2d(axes)
+    fig, axes = plt.subplots(
+        len(images),
+        columns,
+        figsize=(2.6 * columns, 2.2 * len(images) + 0.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    fig.suptitle(
+        f"Test split, first {len(images)} images, best seed of each model by validation "
+        f"Jaccard; {setting}",
+        fontsize=9,
+    )
     titles = ["image", "truth", *predictions]
     panels = [images, truths, *predictions.values()]
     for col, (title, panel) in enumerate(zip(titles, panels, strict=True)):
-        axes[0, col].set_title(title, fontsize=9)
+        axes[0, col].set_title(title, fontsize=8)
         for row in range(len(images)):
             picture = panel[row] if panel[row].shape[-1] == 3 else panel[row][..., 0]
-            axes[row, col].imshow(picture, cmap=None if picture.ndim == 3 else "gray")
+            # Masks on a fixed 0..1 scale: a mask all lesion must not be drawn as all black.
+            axes[row, col].imshow(
+                picture, **({} if picture.ndim == 3 else dict(cmap="gray", vmin=0, vmax=1))
+            )
             axes[row, col].axis("off")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig

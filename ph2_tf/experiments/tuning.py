@@ -1,136 +1,31 @@
-"""Keras Tuner search over the study's space: model, loss, learning rate and epochs.
+"""Keras Tuner over the study's space: the HyperModel that trains a configuration, and the tuner.
 
 A trial is one configuration. Its `fit` trains that configuration once per seed, evaluates
-each trained model on the test split and stores one JSON record per seed, so that an
-interrupted search resumes at seed granularity (finished seeds are read back, not retrained)
-and the report can show mean ± std over seeds. The tuner's objective is the mean final
-validation Jaccard over seeds; the test split is never used to choose anything.
+each trained model on the validation and test splits and stores one record per seed
+(`ph2_tf.experiments.records`), so that an interrupted search resumes at seed granularity
+(finished seeds are read back, not retrained) and the report can show mean ± std over seeds.
+The tuner's objective is the mean final validation Jaccard over seeds; the test split is never
+used to choose anything.
 """
 
 import dataclasses
-import json
-from pathlib import Path
 
-import keras
 import keras_tuner
 import numpy as np
-import tensorflow_datasets as tfds
 
-import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
 from ph2_tf import provenance
-from ph2_tf.data import arrays, preprocessing
 from ph2_tf.evaluation import evaluate
-from ph2_tf.experiments import report
-from ph2_tf.models.heads import lesion_probability
-from ph2_tf.serving import publish
+from ph2_tf.experiments import records
+from ph2_tf.experiments.records import SearchSettings
+from ph2_tf.experiments.study import MODES, SEARCH_SPACE, Configuration
 from ph2_tf.training import train
 from ph2_tf.training.callbacks import TrainingDivergedError
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.distribute import get_strategy, strategy_scope, use_local_accelerators
-from ph2_tf.training.profiles import Profile
 from ph2_tf.training.runs import EPOCH_SECONDS, read_log
 
 OBJECTIVE = keras_tuner.Objective("val_jaccard", direction="max")
 OPTIMIZER_NAME = "AdamW"  # train.build_and_compile always uses AdamW, as the study did.
-
-
-@dataclasses.dataclass(frozen=True)
-class Configuration:
-    """One row of the comparison: architecture, epochs, loss and learning rate."""
-
-    model: str
-    epochs: int
-    loss: str
-    learning_rate: float
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}-{self.loss}-lr{self.learning_rate:g}-e{self.epochs}"
-
-
-def _configurations(model, rows):
-    return tuple(Configuration(model, epochs, loss, lr) for epochs, loss, lr in rows)
-
-
-# The study's 15 configurations, in its table order; `study_score` is the number its table
-# printed as "IoU", which was really pixel accuracy (None: the run did not train).
-STUDY_GRID = _configurations(
-    "unet",
-    [
-        (30, "bce", 1e-4),
-        (50, "bce", 1e-4),
-        (75, "bce", 1e-4),
-        (50, "cross_entropy", 1e-4),
-        (50, "dice", 1e-5),
-        (50, "soft_bce", 1e-5),
-        (50, "soft_bce", 1e-4),
-    ],
-) + _configurations(
-    "segnet",
-    [
-        (15, "bce", 1e-5),
-        (15, "bce", 1e-4),
-        (15, "bce", 1e-3),
-        (15, "bce", 1e-2),
-        (50, "dice", 1e-5),
-        (10, "dice", 1e-4),
-        (50, "soft_bce", 1e-5),
-        (50, "soft_bce", 1e-4),
-    ],
-)
-STUDY_SCORES = dict(
-    zip(
-        STUDY_GRID,
-        [0.9215, 0.9136, 0.9314, None, 0.9149, 0.9271, 0.9335]
-        + [0.2745, 0.3463, 0.2618, 0.3257, 0.9138, 0.3218, 0.9369, 0.9509],
-        strict=True,
-    )
-)
-
-# `--mode search` explores the product of the values the study used.
-SEARCH_SPACE = {
-    "model": sorted({c.model for c in STUDY_GRID}),
-    "loss": sorted({c.loss for c in STUDY_GRID}),
-    "learning_rate": sorted({c.learning_rate for c in STUDY_GRID}),
-    "epochs": sorted({c.epochs for c in STUDY_GRID}),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchSettings:
-    """Everything a trial needs besides its configuration.
-
-    Args:
-        profile: input size, width and global batch size.
-        seeds: seeds each configuration is trained with.
-        run_dir: where records, per-seed logs and models go (`results/<run-name>`).
-        data_dir: TFDS data dir (None: the TFDS default).
-        manual_dir: where PH2 was downloaded (None: `PH2_MANUAL_DIR` or the TFDS default).
-        grid: the configurations of `--mode grid`; None for `--mode search`.
-        verbose: Keras `fit` verbosity.
-        precision: Keras dtype policy of every run (`PRECISIONS`).
-        checkpoints: each seed's `best.keras` and per-epoch backup (`TrainConfig.checkpoints`).
-            Off, a seed cut off mid-way is trained again from its start.
-    """
-
-    profile: Profile
-    seeds: tuple
-    run_dir: Path
-    data_dir: str | None = None
-    manual_dir: str | None = None
-    grid: tuple | None = STUDY_GRID
-    verbose: int = 2
-    precision: str = "float32"
-    checkpoints: bool = True
-
-    def record_path(self, config: Configuration, seed: int) -> Path:
-        return self.run_dir / "records" / f"{config.name}__seed{seed}.json"
-
-    def seed_dir(self, config: Configuration, seed: int) -> Path:
-        return self.run_dir / "runs" / config.name / f"seed{seed}"
-
-    def model_path(self, config: Configuration, seed: int) -> Path:
-        return self.seed_dir(config, seed) / "final.keras"
 
 
 class PH2HyperModel(keras_tuner.HyperModel):
@@ -170,21 +65,19 @@ class PH2HyperModel(keras_tuner.HyperModel):
         )
 
     def train_config(self, config: Configuration, seed: int) -> TrainConfig:
-        profile = self.settings.profile
-        return TrainConfig(
+        settings = self.settings
+        return TrainConfig.from_profile(
+            settings.profile,
             model=config.model,
             loss=config.loss,
             learning_rate=config.learning_rate,
             epochs=config.epochs,
-            image_size=profile.image_size,
-            width=profile.width,
-            batch_size=profile.batch_size,
-            precision=self.settings.precision,
-            checkpoints=self.settings.checkpoints,
+            precision=settings.precision,
+            checkpoints=settings.checkpoints,
             seed=seed,
-            data_dir=self.settings.data_dir,
-            manual_dir=self.settings.manual_dir,
-            out_dir=str(self.settings.seed_dir(config, seed)),
+            data_dir=settings.data_dir,
+            manual_dir=settings.manual_dir,
+            out_dir=str(settings.seed_dir(config, seed)),
         )
 
     def build(self, hp):
@@ -200,20 +93,20 @@ class PH2HyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
         config = self.configuration(hp)
-        records = []
+        done = []
         for index, seed in enumerate(self.settings.seeds):
-            path = self.settings.record_path(config, seed)
-            if path.exists():  # finished before an interruption
-                records.append(json.loads(path.read_text()))
+            finished = records.read_record(self.settings.record_path(config, seed))
+            if finished is not None:  # finished before an interruption
+                done.append(finished)
                 continue
             if index > 0:
                 model = self._build_seeded(config, seed)
-            records.append(self._train_seed(config, seed, model, _passed_on(callbacks)))
+            done.append(self._train_seed(config, seed, model, _passed_on(callbacks)))
         # Keras Tuner reads the objective (`val_jaccard`) from this dict. A diverged seed
         # counts as Jaccard 0 (and every other score 0), so that it can never look best.
-        names = next((r["validation"] for r in records if r["validation"]), {"jaccard": 0.0})
+        names = next((r["validation"] for r in done if r["validation"]), {"jaccard": 0.0})
         return {
-            f"val_{name}": float(np.mean([(r["validation"] or {}).get(name, 0.0) for r in records]))
+            f"val_{name}": float(np.mean([(r["validation"] or {}).get(name, 0.0) for r in done]))
             for name in names
         }
 
@@ -273,35 +166,54 @@ class PH2HyperModel(keras_tuner.HyperModel):
             train_seconds=float(sum(history.get(EPOCH_SECONDS, []))),
             history={k: v for k, v in history.items() if k not in ("epoch", EPOCH_SECONDS)},
         )
-        path = self.settings.record_path(config, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so that an interruption never leaves a half-written record.
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(path)
+        records.write_record(self.settings.record_path(config, seed), record)
         return record
 
 
 def _passed_on(tuner_callbacks):
     """The Keras Tuner callbacks a seed's training runs: all but `SaveBestEpoch`.
 
-    That one writes the weights at every epoch that improves the objective, 0.16 s (UNet) to
-    0.33 s (SegNet) per write at the `small` profile on 2 CPU cores, a fifth of an epoch. Nothing
-    reads its file here: each seed's final model and `best.keras` are saved by `train` and
-    `_train_seed`, and `Tuner.get_best_models` is not used.
+    That one writes the weights at every epoch that improves the objective, a sizeable share of
+    a `small` epoch's time (`docs/gpu-and-jax.md`). Nothing reads its file here: each seed's
+    final model and `best.keras` are saved by `train` and `_train_seed`, and
+    `Tuner.get_best_models` is not used.
     """
     return [c for c in tuner_callbacks or [] if type(c).__name__ != "SaveBestEpoch"]
 
 
+class _AnnouncesTrials:
+    """Tuner mixin: prints `trial N of M: <configuration>` as each trial starts.
+
+    Keras Tuner numbers trials from 0 in the order it creates them, and keeps the number of a
+    trial it runs again after an interruption, so N counts configurations, not restarts.
+    """
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        config = self.hypermodel.configuration(trial.hyperparameters)
+        total = self.oracle.max_trials
+        print(f"trial {int(trial.trial_id) + 1} of {total}: {config.name}", flush=True)
+
+
+class _GridSearch(_AnnouncesTrials, keras_tuner.GridSearch):
+    pass
+
+
+class _BayesianOptimization(_AnnouncesTrials, keras_tuner.BayesianOptimization):
+    pass
+
+
 def make_tuner(settings: SearchSettings, mode: str = "grid", max_trials: int = 20):
-    """Keras Tuner for `mode` ('grid' or 'search'), resuming whatever `settings.run_dir` holds.
+    """Keras Tuner for `mode`, resuming whatever `settings.run_dir` holds.
 
     Args:
         settings: a `SearchSettings` (its `grid` must be set for 'grid', None for 'search').
-        mode: 'grid' runs every configuration of `settings.grid` once; 'search' runs Bayesian
-            optimization over `SEARCH_SPACE` for `max_trials` trials.
+        mode: one of `MODES`. 'grid' runs every configuration of `settings.grid` once;
+            'search' runs Bayesian optimization over `SEARCH_SPACE` for `max_trials` trials.
         max_trials: trial budget of 'search'.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, received {mode!r}")
     strategy = get_strategy()
     common = dict(
         hypermodel=PH2HyperModel(settings, strategy),
@@ -313,138 +225,11 @@ def make_tuner(settings: SearchSettings, mode: str = "grid", max_trials: int = 2
         seed=settings.seeds[0],
     )
     if mode == "grid":
-        return keras_tuner.GridSearch(max_trials=len(settings.grid), **common)
-    if mode == "search":
-        return keras_tuner.BayesianOptimization(max_trials=max_trials, **common)
-    raise ValueError(f"mode must be 'grid' or 'search', received {mode!r}")
+        return _GridSearch(max_trials=len(settings.grid), **common)
+    return _BayesianOptimization(max_trials=max_trials, **common)
 
 
 def searched_configurations(tuner):
     """The configurations a finished `--mode search` tuner tried, best first."""
     trials = tuner.oracle.get_best_trials(num_trials=len(tuner.oracle.trials))
     return tuple(tuner.hypermodel.configuration(t.hyperparameters) for t in trials)
-
-
-def load_seed_model(settings: SearchSettings, record):
-    """The final model of one seed's record (uncompiled)."""
-    config = Configuration(**record["configuration"])
-    return keras.saving.load_model(settings.model_path(config, record["seed"]), compile=False)
-
-
-def write_report(settings: SearchSettings, configurations, profile_name):
-    """Writes the run's comparison table (md, csv), plots and example masks.
-
-    Args:
-        settings: the run's `SearchSettings`.
-        configurations: the configurations to report, in row order.
-        profile_name: the profile's name, for the settings line.
-
-    Returns:
-        The records of `configurations`.
-    """
-    run_dir = settings.run_dir
-    names = {c.name for c in configurations}
-    records = [r for r in report.load_records(run_dir) if r["name"] in names]
-    rows = report.summarize(records, configurations, STUDY_SCORES)
-    report.write_csv(rows, run_dir / "comparison.csv")
-    config = preprocessing.tfds_config_for(settings.profile.image_size)
-    builder = tfds.builder(f"ph2/{config}", data_dir=settings.data_dir)
-    test_images = builder.info.splits["test"].num_examples
-    settings_line = report.settings_line(
-        profile_name, settings.profile, settings.seeds, TrainConfig.weight_decay
-    )
-    if any(r.get("test_original_resolution_missing") for r in records):
-        settings_line += (
-            " Jaccard at original size is not measured where the training machine had no "
-            "full-size `original` data (only the resized configs travel to a machine without "
-            "TensorFlow); the records say so in `test_original_resolution_missing`."
-        )
-    report.write_markdown(
-        rows,
-        run_dir / "comparison.md",
-        settings_line,
-        int(test_images),
-        report.provenance_line(records),
-        without_records=[
-            c.name for c in configurations if c.name not in {r["name"] for r in records}
-        ],
-    )
-    report.plot_comparison(rows, run_dir / "comparison.png")
-    report.plot_curves(records, run_dir / "curves.png")
-    best = publish.best_per_model(records)
-    missing = [
-        path
-        for path in (
-            settings.model_path(Configuration(**r["configuration"]), r["seed"])
-            for r in best.values()
-        )
-        if not path.exists()
-    ]
-    if missing:  # models are not kept in git: a report from committed records has none
-        print(f"masks.png not redrawn: no model at {', '.join(map(str, missing))}", flush=True)
-    else:
-        _plot_best_masks(settings, best, run_dir / "masks.png")
-    return records
-
-
-def _plot_best_masks(settings, best, path, count=4):
-    images, truths, _ = arrays.load_arrays(
-        "test",
-        settings.profile.image_size,
-        data_dir=settings.data_dir,
-        manual_dir=settings.manual_dir,
-    )
-    images, truths = images[:count], truths[:count]
-    predictions = {
-        f"{model_name} ({record['name']})": keras.ops.convert_to_numpy(
-            lesion_probability(load_seed_model(settings, record)(images))
-        )
-        > 0.5
-        for model_name, record in best.items()
-    }
-    report.plot_masks(images, truths, predictions, path)
-
-
-def publish_best(settings: SearchSettings, records, base_dir, force=False):
-    """Publishes each architecture's best seed (`publish.best_per_model`) to `base_dir`.
-
-    A model becomes a new served version only if it beats the served one on the validation
-    split through the serving signature, or with `force`; `publish.publish` says which.
-
-    Args:
-        settings: the run's `SearchSettings`.
-        records: the run's records.
-        base_dir: TF Serving model root.
-        force: publish even when not better than the served version.
-
-    Returns:
-        `{model name: new version directory or None}`.
-    """
-    published = {}
-    if keras.backend.backend() != "tensorflow":
-        print(
-            "not published: exporting to TF Serving needs TensorFlow; on a machine with it, run "
-            "`python -m ph2_tf export --run-dir` on the chosen seed's directory",
-            flush=True,
-        )
-        return published
-    for model_name, record in publish.best_per_model(records).items():
-        source = {
-            "name": record["name"],
-            "configuration": record["configuration"],
-            "seed": record["seed"],
-            "profile": record["profile"],
-            "source_run": str(settings.run_dir),
-            "record_validation": record["validation"],
-        }
-        published[model_name] = publish.publish(
-            load_seed_model(settings, record),
-            base_dir=base_dir,
-            model_name=f"ph2_{model_name}",
-            image_size=settings.profile.image_size,
-            source=source,
-            force=force,
-            data_dir=settings.data_dir,
-            manual_dir=settings.manual_dir,
-        )
-    return published
