@@ -78,10 +78,16 @@ def largest_component_filled_graph(masks):
     masks = tf.convert_to_tensor(masks)
     if masks.shape.rank != 4 or masks.shape[-1] not in (1, None):
         raise ValueError(f"masks must be [N, H, W, 1], received shape {masks.shape}")
-    filled = tf.map_fn(
-        _largest_component_filled_2d,
-        tf.cast(masks[..., 0], tf.bool),
-        fn_output_signature=tf.TensorSpec([None, None], tf.bool),
+    masks_2d = tf.cast(masks[..., 0], tf.bool)
+    # map_fn cannot stack zero results of unknown size: an empty batch is returned as it is.
+    filled = tf.cond(
+        tf.shape(masks_2d)[0] > 0,
+        lambda: tf.map_fn(
+            _largest_component_filled_2d,
+            masks_2d,
+            fn_output_signature=tf.TensorSpec([None, None], tf.bool),
+        ),
+        lambda: masks_2d,
     )
     return filled[..., None]
 
