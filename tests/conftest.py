@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
 import ph2_tf
@@ -148,3 +149,14 @@ def run_without_tensorflow(args, *, backend="jax", timeout=600, check=True):
         check=check,
         env=subprocess_env(KERAS_BACKEND=backend),
     )
+
+
+def constant_model(logit, image_size=32):
+    """A tiny UNet whose every pixel gets `logit`: all lesion (> 0) or all background (< 0)."""
+    from ph2_tf.models import build_model  # Keras: imported by the tests that need it
+
+    model = build_model("unet", input_shape=(image_size, image_size, 3), width=0.125)
+    head = model.layers[-1]
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.full_like(bias, logit)])
+    return model

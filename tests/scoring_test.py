@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT, subprocess_env
+from conftest import REPO_ROOT, constant_model, subprocess_env
 
 from ph2_tf.data import external
 from ph2_tf.evaluation import evaluate, scoring
@@ -108,15 +108,6 @@ def test_bad_threshold_no_cases_and_a_wrong_size_prediction_are_refused():
         scoring.score_at_original_size(
             lambda image: red_probability(image)[::2, ::2], hand_made_cases()
         )
-
-
-def constant_model(logit):
-    """A tiny UNet whose every pixel gets `logit`."""
-    model = build_model("unet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
-    head = model.layers[-1]
-    kernel, bias = head.get_weights()
-    head.set_weights([np.zeros_like(kernel), np.full_like(bias, logit)])
-    return model
 
 
 def test_keras_model_and_its_serving_signature_score_alike():
