@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from ph2_tf import cli
-from ph2_tf.training import recipes
+from ph2_tf.training import recipes, runs
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, LOG_FILE
 
@@ -55,11 +55,12 @@ REBUILT_STARTS = {
 
 def training_fields(config):
     """A config's fields that decide training, not where its files are, with the defaults of
-    fields older records lack."""
+    fields older records lack. `init_from` is left out too: the records name the start under the
+    paths of the machines they ran on (the chain itself is checked on its own)."""
     return {
         field.name: config.get(field.name, field.default)
         for field in dataclasses.fields(TrainConfig)
-        if field.name not in recipes.PATH_FIELDS
+        if field.name not in (*runs.PATH_FIELDS, "init_from")
     }
 
 

@@ -396,7 +396,8 @@ def test_a_run_directory_refuses_a_finished_run_and_another_config(ph2_dummy, tm
     assert history["epoch"] == [0]
 
 
-def test_a_run_without_data_leaves_no_folder(tmp_path):
+def test_a_run_without_data_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("PH2_MANUAL_DIR", raising=False)  # the builder's fallback
     out_dir = tmp_path / "run"
     cfg = TrainConfig(
         **TINY, data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path), out_dir=str(out_dir)
