@@ -1,7 +1,7 @@
 """Reading an image file as uint8 RGB: the one set of rules for the dataset and for `predict`.
 
 The `ph2` builder reads its dermoscopic images with `read_image`, and so does
-`python -m ph2_tf predict`, so a model sees at prediction time what it was trained on. The module
+`ph2-seg predict`, so a model sees at prediction time what it was trained on. The module
 lives here, in the dataset package, because the builder must not depend on the model code. It
 imports only NumPy and Pillow, not TensorFlow.
 

@@ -276,7 +276,7 @@ def _decode(path: epath.Path, case_id: str) -> Image.Image:
 def load_image(path: epath.Path, case_id: str) -> np.ndarray:
     """The dermoscopic image as uint8 (H, W, 3), read by `image_reading.read_image`.
 
-    `python -m ph2_tf predict` reads its inputs with the same function, so the rules (EXIF
+    `ph2-seg predict` reads its inputs with the same function, so the rules (EXIF
     orientation, greyscale and 16-bit images, alpha) are the same for training and prediction.
     """
     try:

@@ -1,8 +1,8 @@
-"""How the `resized_*` configs resize: the definition `ph2_tf` also uses for training and serving.
+"""How the `resized_*` configs resize: the definition the models also use for training and serving.
 
 Written in `keras.ops`, so that the serving graph (TensorFlow) and the other backends compute the
 same pixels a prepared config stores. It lives in the dataset package because the builder needs it
-and must not depend on the model code; `ph2_tf.data.preprocessing` imports it from here.
+and must not depend on the model code, which imports it from here.
 """
 
 from keras import ops
