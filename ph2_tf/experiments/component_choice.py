@@ -1,0 +1,312 @@
+"""Which predicted component to keep: the served "largest" rule against alternatives, off PH2.
+
+The served models keep the largest 8-connected component of their mask and fill its holes, a rule
+chosen on PH2 validation, whose frames hold nothing but skin and one large lesion. On other
+clinics' images a model can mark a sticker, cloth or a dark corner larger than the lesion, and
+"largest" then keeps that and drops the lesion. This runner compares component rules, each
+applied to the same thresholded probabilities of each image:
+
+- `none`: the mask `probabilities >= 0.5` as it is (no component kept or dropped, no hole filled);
+- `largest`: the served graph's rule (`ph2_tf.serving.postprocessing.largest_component_filled`),
+  the baseline; checked equal to the signature's own `mask` output on the first
+  `SERVED_CHECK_IMAGES` images of each set;
+- `highest_mean_probability`: the component of highest mean probability;
+- `closest_to_centre`: the component whose nearest pixel is closest to the image's centre (of
+  equally close ones, the largest);
+- `off_border`: the largest component touching no side of the frame; the largest of all when
+  every one touches;
+- `size_and_confidence_floor`: every component covering at least `MIN_AREA_SHARE` of the frame
+  with a mean probability of at least `MIN_MEAN_PROBABILITY` (floors fixed before measuring, not
+  tuned); the largest when none qualifies.
+
+Every rule but `none` fills the holes of what it keeps, as `largest` does; an empty mask stays
+empty. Each model's probabilities come from its `serving_default` signature at each image's
+original size (`ph2_tf.evaluation.scoring.signature_predictor`), one call per image shared by all
+rules; each mask is scored by per-image Jaccard (`ph2_tf.evaluation.metrics.per_image_scores`,
+the routine `scoring.score_at_original_size` uses). The image sets: PH2 validation, its stress
+sets (`ph2_tf.experiments.stress_sets`: artefacts, small lesions, and small lesions with
+artefacts), and ISIC-select, the ISIC set for choosing (never ISIC-dev, which is for reporting
+once). Against `largest`, each rule's paired gain and its standard error
+(`ph2_tf.serving.selection.paired_gain`) per set, and the publishing rule's decision
+(`selection.decide`: ISIC-select as the selection signal, PH2 validation as the no-loss check).
+
+Writes `output.txt` (what it prints) and `per_image.json` (every rule's Jaccard per image, with
+the provenance) to `--output-dir` (default `results/component-choice/`):
+
+    python -m ph2_tf.experiments.component_choice --data-dir /tmp/tfds \\
+        --isic-select ../shared/external/isic2017-select \\
+        saved_models/ph2_unet/5 saved_models/ph2_segnet/10
+"""
+
+import argparse
+import json
+import pathlib
+import shlex
+import sys
+import time
+
+import numpy as np
+from scipy import ndimage
+from skimage import measure
+
+from ph2_tf import provenance
+from ph2_tf.data import external
+from ph2_tf.evaluation import scoring
+from ph2_tf.evaluation.metrics import per_image_scores
+from ph2_tf.experiments import stress_sets
+from ph2_tf.serving import selection
+from ph2_tf.serving.postprocessing import largest_component_filled
+
+ISIC2017_SELECT_DIR = external.ISIC2017_DEV_DIR.with_name("isic2017-select")
+OUTPUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "results" / "component-choice"
+MIN_AREA_SHARE = 0.0025
+MIN_MEAN_PROBABILITY = 0.75
+SERVED_CHECK_IMAGES = 3
+BASELINE = "largest"
+SET_LABELS = {
+    "ph2_validation": "PH2 validation",
+    "artefacts": "PH2 validation + artefacts",
+    "small_lesions": "PH2 validation, small lesions",
+    "small_lesions_artefacts": "PH2 validation, small lesions + artefacts",
+    "isic2017_select": "ISIC-select",
+}
+
+
+def _areas(labels):
+    """Pixel count of each component `1..labels.max()`."""
+    return np.bincount(labels.ravel())[1:]
+
+
+def _component_means(labels, probability):
+    return np.asarray(ndimage.mean(probability, labels, np.arange(1, labels.max() + 1)))
+
+
+def _highest_mean_probability(labels, probability):
+    return np.argmax(_component_means(labels, probability)) + 1
+
+
+def _closest_to_centre(labels, probability):
+    centre = (np.array(labels.shape) - 1) / 2
+    rows, cols = np.indices(labels.shape)
+    distance = np.hypot(rows - centre[0], cols - centre[1])
+    nearest = np.asarray(ndimage.minimum(distance, labels, np.arange(1, labels.max() + 1)))
+    # Sorted by distance, then by size, largest first.
+    return np.lexsort((-_areas(labels), nearest))[0] + 1
+
+
+def _off_border(labels, probability):
+    edges = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    candidates = np.setdiff1d(np.arange(1, labels.max() + 1), edges)
+    if not candidates.size:
+        candidates = np.arange(1, labels.max() + 1)
+    return candidates[np.argmax(_areas(labels)[candidates - 1])]
+
+
+def _size_and_confidence_floor(labels, probability):
+    areas = _areas(labels)
+    qualifying = (areas >= MIN_AREA_SHARE * labels.size) & (
+        _component_means(labels, probability) >= MIN_MEAN_PROBABILITY
+    )
+    return np.flatnonzero(qualifying) + 1 if qualifying.any() else np.argmax(areas) + 1
+
+
+def _component_rule(choose):
+    """A rule keeping the components that `choose(labels, probability)` names, holes filled."""
+
+    def rule(mask, probability):
+        labels = measure.label(mask, connectivity=2)
+        if labels.max() == 0:
+            return np.zeros(mask.shape, bool)
+        return ndimage.binary_fill_holes(np.isin(labels, choose(labels, probability)))
+
+    return rule
+
+
+def _unchanged(mask, probability):
+    return mask
+
+
+def _largest(mask, probability):
+    return largest_component_filled(mask)
+
+
+# Rule name -> function of (bool mask (H, W), float probabilities (H, W)) -> bool mask (H, W).
+RULES = {
+    "none": _unchanged,
+    BASELINE: _largest,
+    "highest_mean_probability": _component_rule(_highest_mean_probability),
+    "closest_to_centre": _component_rule(_closest_to_centre),
+    "off_border": _component_rule(_off_border),
+    "size_and_confidence_floor": _component_rule(_size_and_confidence_floor),
+}
+
+
+def rule_jaccards(predict, cases):
+    """Every rule's per-image Jaccard on some cases, one prediction per image.
+
+    Args:
+        predict: a function of one uint8 `(H, W, 3)` image returning its `(H, W)` probabilities.
+        cases: `ph2_tf.data.external.Case`s.
+
+    Returns:
+        `{rule: {image_id: jaccard}}`, rules in `RULES` order.
+    """
+    jaccards = {rule: {} for rule in RULES}
+    for image_id, image, truth in cases:
+        probability = predict(image)
+        mask = probability >= scoring.THRESHOLD
+        for rule, apply in RULES.items():
+            jaccard = per_image_scores([truth], [apply(mask, probability)])["jaccard"][0]
+            jaccards[rule][image_id] = float(jaccard)
+    return jaccards
+
+
+def served_mask_mismatches(serve, cases):
+    """Pixels where `largest` differs from the signature's own `mask`, on the first
+    `SERVED_CHECK_IMAGES` cases: `{image_id: count}`."""
+    probabilities = scoring.signature_predictor(serve, "probabilities")
+    masks = scoring.signature_predictor(serve, "mask")
+    mismatches = {}
+    for image_id, image, _ in cases[:SERVED_CHECK_IMAGES]:
+        ours = _largest(probabilities(image) >= scoring.THRESHOLD, None)
+        mismatches[image_id] = int(np.count_nonzero(ours != (masks(image) > 0)))
+    return mismatches
+
+
+def image_sets(data_dir, isic_select, seed):
+    """`{set name: cases}` of `SET_LABELS`: PH2 validation, its stress sets, ISIC-select."""
+    validation = external.ph2_cases("validation", data_dir=data_dir)
+    small_lesions = stress_sets.small_lesion_cases(validation, seed=seed)
+    return {
+        "ph2_validation": validation,
+        "artefacts": stress_sets.artefact_cases(validation, seed=seed),
+        "small_lesions": small_lesions,
+        "small_lesions_artefacts": stress_sets.artefact_cases(small_lesions, seed=seed),
+        "isic2017_select": external.folder_cases(isic_select),
+    }
+
+
+def model_table(jaccards):
+    """Markdown rows of one model: per set and rule, mean Jaccard, paired gain vs `largest`."""
+    lines = [
+        "| set | images | rule | mean Jaccard | gain vs largest ± SE | images at Jaccard 0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for set_name, by_rule in jaccards.items():
+        for rule, scores in by_rule.items():
+            values = np.array(list(scores.values()))
+            if rule == BASELINE:
+                gain = "(baseline)"
+            else:
+                paired = selection.paired_gain(scores, by_rule[BASELINE])
+                gain = f"{paired.gain:+.3f} ± {paired.standard_error:.3f}"
+            lines.append(
+                f"| {SET_LABELS[set_name]} | {len(values)} | {rule} | {values.mean():.3f} | "
+                f"{gain} | {np.count_nonzero(values == 0)} |"
+            )
+    return lines
+
+
+def decisions(jaccards):
+    """One line per rule: the publishing rule's decision on replacing `largest` by it."""
+    lines = []
+    for rule in RULES:
+        if rule == BASELINE:
+            continue
+        decision = selection.decide(
+            selection.paired_gain(
+                jaccards["isic2017_select"][rule], jaccards["isic2017_select"][BASELINE]
+            ),
+            selection.paired_gain(
+                jaccards["ph2_validation"][rule], jaccards["ph2_validation"][BASELINE]
+            ),
+        )
+        verdict = "publish" if decision.publish else "keep largest"
+        lines.append(f"- {rule}: {verdict} ({decision.reason})")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m ph2_tf.experiments.component_choice",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("saved_models", nargs="+", help="SavedModel directories")
+    parser.add_argument("--data-dir", required=True, help="TFDS data dir with ph2/original")
+    parser.add_argument(
+        "--isic-select",
+        type=pathlib.Path,
+        default=ISIC2017_SELECT_DIR,
+        help="ISIC-layout folder of the selection set (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=stress_sets.SEED, help="stress sets' seed")
+    parser.add_argument(
+        "--output-dir", type=pathlib.Path, default=OUTPUT_DIR, help="default: %(default)s"
+    )
+    args = parser.parse_args(argv)
+    for path in args.saved_models:
+        if not (pathlib.Path(path) / "saved_model.pb").is_file():
+            parser.error(f"{path} is not a SavedModel directory (no saved_model.pb)")
+    if not (pathlib.Path(args.data_dir) / "ph2" / "original").is_dir():
+        parser.error(f"--data-dir {args.data_dir} has no prepared ph2/original")
+    if not list(args.isic_select.glob("images/*.jpg")):
+        parser.error(f"--isic-select {args.isic_select} has no images/*.jpg")
+
+    import tensorflow as tf  # after the checks: the error of a wrong argument comes at once
+
+    from ph2_tf.serving.export import SIGNATURE
+
+    started = time.perf_counter()
+    record = provenance.collect()
+    sets = image_sets(args.data_dir, args.isic_select, args.seed)
+    lines = [
+        "python -m ph2_tf.experiments.component_choice "
+        + shlex.join(sys.argv[1:] if argv is None else argv),
+        f"commit {record['git']['commit']} (tracked files changed: {record['git']['dirty']}); "
+        f"TensorFlow {record['packages']['tensorflow']}, Keras {record['packages']['keras']}; "
+        f"{record['device']}; {record['precision']}; oneDNN {record['onednn']}",
+        f"stress sets' seed {args.seed}; threshold {scoring.THRESHOLD}; size floor "
+        f"{MIN_AREA_SHARE:.2%} of the frame, confidence floor {MIN_MEAN_PROBABILITY}",
+        "images: " + ", ".join(f"{SET_LABELS[name]} {len(cases)}" for name, cases in sets.items()),
+    ]
+    for line in lines:
+        print(line, flush=True)
+    per_model = {}
+    for path in args.saved_models:
+        serve = tf.saved_model.load(path).signatures[SIGNATURE]
+        checks = {name: served_mask_mismatches(serve, cases) for name, cases in sets.items()}
+        predict = scoring.signature_predictor(serve, "probabilities")
+        per_model[path] = {name: rule_jaccards(predict, cases) for name, cases in sets.items()}
+        mismatched = sum(count for counts in checks.values() for count in counts.values())
+        checked = sum(len(counts) for counts in checks.values())
+        model_lines = [
+            "",
+            f"## {path}",
+            "",
+            f"`largest` against the signature's `mask` on {checked} images: "
+            f"{mismatched} pixels differ",
+            "",
+            *model_table(per_model[path]),
+            "",
+            "Publishing rule (gain > 2 SE on ISIC-select, no loss beyond 2 SE on PH2 validation):",
+            *decisions(per_model[path]),
+        ]
+        for line in model_lines:
+            print(line, flush=True)
+        lines += model_lines
+    elapsed = f"\n{time.perf_counter() - started:.0f} s"
+    print(elapsed)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "output.txt").write_text("\n".join(lines) + elapsed + "\n")
+    per_image = {
+        "command": lines[0],
+        "provenance": record,
+        "seed": args.seed,
+        "rules": list(RULES),
+        "jaccard": per_model,
+    }
+    (args.output_dir / "per_image.json").write_text(json.dumps(per_image, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
