@@ -208,6 +208,28 @@ def test_card_command_refuses_a_base_dir_without_models(tmp_path, capsys):
     assert not list(tmp_path.rglob(cards.CARD_FILE))
 
 
+@pytest.mark.parametrize("damage", ["saved_model.pb", "variables"])
+def test_card_of_a_damaged_saved_model_is_one_line_and_keeps_the_old_card(
+    saved_model, damage, tmp_path, capsys
+):
+    model_dir = tmp_path / "saved_models" / "ph2_unet"
+    version_dir = publish_version(model_dir, 1, saved_model[0], metrics_record(0.5))
+    card_path = cards.write_card(model_dir)
+    card = card_path.read_text()
+    if damage == "saved_model.pb":
+        (version_dir / "saved_model.pb").write_bytes(b"cut")
+        reason = f"{str(version_dir / 'saved_model.pb')!r} is damaged"
+    else:
+        (version_dir / "variables" / "variables.index").write_bytes(b"cut")
+        reason = f"cannot read the variables of {str(version_dir)!r}"
+
+    assert cli.main(["card", "--base-dir", str(tmp_path / "saved_models")]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m ph2_tf card: error: {reason}") and err.count("\n") == 1
+    assert card_path.read_text() == card
+
+
 def test_export_writes_the_card_of_the_version_it_adds(tmp_path, capsys):
     run_dir, base_dir = tmp_path / "run", tmp_path / "saved_models"
     run_dir.mkdir()

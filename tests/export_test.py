@@ -3,6 +3,7 @@ process.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -88,7 +89,10 @@ def test_fresh_process_serves_full_size_images(exported, tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
     args = [tmp_path / "images.npy", tmp_path / "outputs.npz", tmp_path / "report.json"]
-    run_python([SCRIPTS_DIR / "serve_saved_model.py", path, *args])
+    # oneDNN's kernels, as the command line runs them, fail on an empty batch unless the graph
+    # keeps it away from the model.
+    env = subprocess_env(TF_ENABLE_ONEDNN_OPTS="1")
+    run_python([SCRIPTS_DIR / "serve_saved_model.py", path, *args], env=env)
     outputs = np.load(tmp_path / "outputs.npz")
     report = json.loads((tmp_path / "report.json").read_text())
 
@@ -104,6 +108,8 @@ def test_fresh_process_serves_full_size_images(exported, tmp_path):
 
     assert report["float32"] is not None and "uint8" in report["float32"]["message"]
     assert report["rank3"] is not None and "4-dimensional" in report["rank3"]["message"]
+    assert report["shapes"]["empty"] == {"probabilities": [0, 30, 40, 1], "mask": [0, 30, 40, 1]}
+    assert report["shapes"]["1x1"] == {"probabilities": [2, 1, 1, 1], "mask": [2, 1, 1, 1]}
 
 
 def test_signature_rejects_images_without_3_channels(exported):
@@ -161,3 +167,72 @@ def test_largest_component_export_post_processes_both_signatures_masks(exported,
         for mask, plain_mask in zip(masks, plain_masks, strict=True):
             np.testing.assert_array_equal(mask > 0, largest_component_filled(plain_mask))
             assert (mask > 0).sum() != plain_mask.sum()  # the post-processing did something
+
+
+@pytest.fixture(scope="module")
+def largest_component_exported(tmp_path_factory):
+    """A tiny UNet exported with the largest-component post-processing in its graph."""
+    model = build_model("unet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
+    base_dir = tmp_path_factory.mktemp("saved_models")
+    return export.export_for_serving(model, base_dir, "unet", largest_component=True)
+
+
+@pytest.mark.parametrize("largest_component", [False, True])
+def test_an_empty_batch_gives_empty_outputs(
+    exported, largest_component_exported, largest_component
+):
+    path = largest_component_exported if largest_component else exported[2]
+    loaded = tf.saved_model.load(str(path))
+    for name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
+        outputs = loaded.signatures[name](images=tf.zeros([0, 30, 40, 3], tf.uint8))
+        assert outputs["probabilities"].shape == (0, 30, 40, 1)
+        assert outputs["probabilities"].dtype == tf.float32
+        assert outputs["mask"].shape == (0, 30, 40, 1) and outputs["mask"].dtype == tf.uint8
+
+
+def test_one_pixel_images_are_served(largest_component_exported):
+    loaded = tf.saved_model.load(str(largest_component_exported))
+    images = np.random.default_rng(3).integers(0, 256, (3, 1, 1, 3), dtype=np.uint8)
+    for name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
+        outputs = loaded.signatures[name](images=tf.constant(images))
+        assert outputs["probabilities"].shape == outputs["mask"].shape == (3, 1, 1, 1)
+        # One pixel is its own largest component, without holes.
+        np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)
+
+
+def test_images_over_max_pixels_are_refused_with_the_limit(exported):
+    serve = tf.saved_model.load(str(exported[2])).signatures[export.SIGNATURE]
+    limit = f"`images` must have at most {export.MAX_PIXELS} pixels (height x width) per image"
+    too_many = [
+        [1, 1, export.MAX_PIXELS + 1, 3],
+        [0, 50_000, 50_000, 3],  # an empty batch too; height x width does not fit an int32
+    ]
+    for shape in too_many:
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            serve(images=tf.zeros(shape, tf.uint8))
+        assert limit in info.value.message
+    at_the_limit = serve(images=tf.zeros([0, 2, export.MAX_PIXELS // 2, 3], tf.uint8))
+    assert at_the_limit["mask"].shape == (0, 2, export.MAX_PIXELS // 2, 1)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -1.0, 2.0, float("nan")])
+def test_a_threshold_outside_0_1_is_refused(exported, threshold):
+    with pytest.raises(ValueError, match="threshold must be strictly between 0 and 1"):
+        export.serving_function(exported[0], IMAGE_SIZE, threshold=threshold)
+
+
+def test_a_stray_staging_folder_is_never_served_and_the_next_export_removes_it(exported, tmp_path):
+    model, _, path = exported
+    model_dir = tmp_path / "segnet"
+    shutil.copytree(path, model_dir / "1")
+    # A complete SavedModel, as an export killed before its rename leaves it.
+    stray = model_dir / versions.STAGING_DIR
+    shutil.copytree(path, stray)
+    assert not versions.is_version_name(stray.name)  # TF Serving serves all-digit names only
+    assert versions.served_versions(model_dir) == [model_dir / "1"]
+    assert versions.resolve(model_dir) == model_dir / "1"
+    assert versions.next_version(model_dir) == 2
+    assert export.write_models_config(tmp_path).read_text().count("name:") == 1
+
+    assert export.export_for_serving(model, tmp_path, "segnet") == model_dir / "2"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2"]

@@ -466,3 +466,64 @@ def test_threshold_redoes_the_post_processing_the_model_was_exported_with(
     assert status == 0, err
     mask = _read(tmp_path / "out" / "a.png.mask.png") > 0
     np.testing.assert_array_equal(mask, largest_component_filled(plain))
+
+
+@pytest.mark.parametrize("damage", ["saved_model.pb", "variables"])
+def test_a_damaged_saved_model_is_one_error(saved_model, damage, tmp_path, capsys):
+    version_dir = tmp_path / "unet" / "1"
+    shutil.copytree(saved_model, version_dir)
+    if damage == "saved_model.pb":
+        (version_dir / "saved_model.pb").write_bytes(b"not a SavedModel")
+    else:  # cut short, as by a full disk
+        for path in (version_dir / "variables").glob("variables.data-*"):
+            path.write_bytes(path.read_bytes()[:100])
+
+    status, _, err = _predict(
+        capsys, "--saved-model", version_dir, "--output-dir", tmp_path / "out",
+        _save(RGB, tmp_path / "a.png"),
+    )  # fmt: skip
+
+    assert status == 2 and len(err) == 2, err
+    error = f"python -m ph2_tf predict: error: cannot load the SavedModel {version_dir}: "
+    assert err[1].startswith(error)
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_stay_under_the_output_dir_whatever_the_inputs_paths(
+    saved_model, tmp_path, capsys, monkeypatch
+):
+    _save(RGB, tmp_path / "elsewhere" / "a.png")
+    _save(RGB, tmp_path / "elsewhere" / "deeper" / "b.png")
+    _save(RGB, tmp_path / "work" / "c.png")
+    monkeypatch.chdir(tmp_path / "work")
+    inputs = [
+        "../elsewhere/a.png",  # a relative file outside the working directory
+        tmp_path / "elsewhere" / "deeper",  # an absolute folder
+        "../work/../elsewhere/deeper/..",  # a folder spelled with `..`
+        (tmp_path / "work" / "c.png").absolute(),  # an absolute file
+    ]
+
+    status, _, err = _predict(capsys, "--saved-model", saved_model, "--output-dir", "out", *inputs)
+
+    assert status == 0, err
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.mask.png"))
+    assert written == [
+        "work/out/a.png.mask.png",
+        "work/out/b.png.mask.png",
+        "work/out/c.png.mask.png",
+        "work/out/deeper/b.png.mask.png",
+    ]
+
+
+def test_an_image_over_the_signatures_pixel_limit_is_one_line(saved_model, tmp_path, capsys):
+    wide = _save(np.zeros((1, export.MAX_PIXELS + 1, 3), np.uint8), tmp_path / "wide.png")
+    status, _, err = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", tmp_path / "out", wide,
+        _save(RGB, tmp_path / "a.png"),
+    )  # fmt: skip
+    assert status == 1
+    assert (
+        f"predict: prediction failed for {wide}: `images` must have at most {export.MAX_PIXELS} "
+        "pixels (height x width) per image: resize larger images first"
+    ) in err
+    assert err[-1] == "predict: 1 written, 1 failed"

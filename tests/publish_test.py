@@ -5,12 +5,13 @@ served.
 import dataclasses
 import json
 import pathlib
+import signal
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, SCRIPTS_DIR, constant_model, run_python
 from folding_test import randomise_batch_norm
 
 from ph2_tf import cli
@@ -21,15 +22,6 @@ from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE
 
 IMAGE_SIZE = 32
-
-
-def constant_model(logit):
-    """A tiny UNet whose every pixel gets `logit`: all lesion (> 0) or all background (< 0)."""
-    model = build_model("unet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
-    head = model.layers[-1]
-    kernel, bias = head.get_weights()
-    head.set_weights([np.zeros_like(kernel), np.full_like(bias, logit)])
-    return model
 
 
 def publish_model(model, name, base_dir, ph2_dummy, lines, force=False):
@@ -75,7 +67,7 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
 
     assert [p.name for p in versions.served_versions(base_dir / "ph2_unet")] == ["1", "2", "3"]
     assert "**version 3**" in (base_dir / "ph2_unet" / cards.CARD_FILE).read_text()
-    assert not (base_dir / "ph2_unet" / ".candidate").exists()
+    assert not (base_dir / "ph2_unet" / versions.STAGING_DIR).exists()
     assert 'name: "ph2_unet"' in (base_dir / export.MODELS_CONFIG).read_text()
 
 
@@ -200,7 +192,8 @@ def test_load_published_model_rebuilds_a_version_exported_before_folding(tmp_pat
     images = tf.constant(np.random.default_rng(1).integers(0, 256, (1, 300, 400, 3), np.uint8))
     served = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE](images=images)
     rebuilt = export.serving_function(model, source["config"]["image_size"])(images)
-    np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], atol=1e-6)
+    # Run eagerly here and as a graph there, BatchNorm unfolded: the float rounding differs.
+    np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], atol=1e-5)
 
 
 def test_load_published_model_rebuilds_the_served_segnet():
@@ -223,7 +216,7 @@ def test_export_from_saved_model_refuses_a_version_without_its_training_config(t
     status = cli.main(["export", "--from-saved-model", str(version_dir), "--if-better"])
     assert status == 2
     assert "does not record the training config (source.config)" in capsys.readouterr().err
-    assert not (tmp_path / "saved_models" / "ph2_unet" / ".candidate").exists()
+    assert not (tmp_path / "saved_models" / "ph2_unet" / versions.STAGING_DIR).exists()
 
 
 def test_export_from_saved_model_if_better_publishes_a_better_serving_graph(
@@ -252,3 +245,50 @@ def test_export_from_saved_model_if_better_publishes_a_better_serving_graph(
     assert publish.serving_options(first) == {"threshold": 0.6, "largest_component": False}
     assert export_json("--from-saved-model", second, "--largest-component") is None  # a tie
     assert versions.served_versions(base_dir / "ph2_unet")[-1].name == "2"
+
+
+def constant_run(run_dir, logit, data_dir):
+    """A run directory whose best.keras is `constant_model(logit)`."""
+    run_dir.mkdir()
+    constant_model(logit).save(run_dir / BEST_MODEL_FILE)
+    TrainConfig(image_size=IMAGE_SIZE, data_dir=str(data_dir)).save(run_dir / CONFIG_FILE)
+    return run_dir
+
+
+@pytest.mark.slow  # a child process that exports and measures
+def test_a_publish_killed_in_the_middle_keeps_the_served_version_and_a_rerun_publishes(
+    ph2_dummy, tmp_path, capsys
+):
+    base_dir = tmp_path / "saved_models"
+    model_dir = base_dir / "ph2_unet"
+    common = ["--model-name", "ph2_unet", "--base-dir", str(base_dir), "--if-better"]
+    background = constant_run(tmp_path / "background", -50.0, ph2_dummy.data_dir)
+    assert cli.main(["export", "--run-dir", str(background), *common]) == 0
+    served_files = [model_dir / cards.CARD_FILE, base_dir / export.MODELS_CONFIG]
+    before = {path: path.read_text() for path in served_files}
+    lesion = constant_run(tmp_path / "lesion", 50.0, ph2_dummy.data_dir)
+
+    child = run_python(
+        [SCRIPTS_DIR / "killed_while_measuring.py", "export", "--run-dir", lesion, *common],
+        check=False,
+    )
+
+    assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
+    # Killed while the chosen candidate was being assembled: staged, never served.
+    staged = model_dir / versions.STAGING_DIR
+    assert (staged / "saved_model.pb").exists() and not (staged / publish.METRICS_FILE).exists()
+    assert versions.served_versions(model_dir) == [model_dir / "1"]
+    assert versions.resolve(model_dir) == model_dir / "1"
+    assert {path: path.read_text() for path in served_files} == before
+
+    assert cli.main(["export", "--run-dir", str(lesion), *common]) == 0
+
+    published = json.loads(capsys.readouterr().out.splitlines()[-1])["saved_model"]
+    assert published == str(model_dir / "2")
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", cards.CARD_FILE]
+    metrics = json.loads((model_dir / "2" / publish.METRICS_FILE).read_text())
+    assert metrics["source"]["name"] == "lesion" and set(metrics["splits"]) == {
+        "validation",
+        "test",
+    }
+    assert "**version 2**" in (model_dir / cards.CARD_FILE).read_text()

@@ -27,6 +27,27 @@ def reference_records():
     return records.load_records(SMALL_REFERENCE)
 
 
+def test_markdown_notes_the_rows_with_fewer_seeds_than_asked(reference_records, tmp_path):
+    first, second = STUDY_GRID[:2]
+    # One configuration lost a seed (it failed); another's second seed diverged, which is a
+    # result, not a missing seed.
+    kept = [r for r in reference_records if (r["name"], r["seed"]) != (first.name, 1)]
+    kept = [
+        dict(r, diverged="loss nan") if (r["name"], r["seed"]) == (second.name, 1) else r
+        for r in kept
+    ]
+    rows = report.summarize(kept, STUDY_GRID)
+    path = tmp_path / "comparison.md"
+    report.write_markdown(rows, path, "setting", 50, seeds_asked=2)
+    lines = path.read_text().splitlines()
+    assert lines[-1] == (
+        "Fewer seeds than the 2 asked (the run is not finished, or a seed failed: see its "
+        f"run.log): {first.name} (1 of 2)."
+    )
+    report.write_markdown(rows, path, "setting", 50, seeds_asked=1)
+    assert "Fewer seeds" not in path.read_text()
+
+
 def test_curves_give_each_loss_function_its_own_axes_and_tell_apart_runs_that_overlap(
     reference_records, tmp_path
 ):

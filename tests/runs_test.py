@@ -13,6 +13,12 @@ from ph2_tf.training import runs
 from ph2_tf.training.config import TrainConfig
 
 
+def run_until_killed(code, *args):
+    """Runs Python `code` with `args` in a child process that must SIGKILL itself."""
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], check=False)
+    assert result.returncode == -signal.SIGKILL
+
+
 def tiny_config(tmp_path, **overrides):
     return TrainConfig(out_dir=str(tmp_path / "run"), epochs=2, **overrides)
 
@@ -98,8 +104,7 @@ def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
         "with runs.locked(sys.argv[1]):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    result = subprocess.run([sys.executable, "-c", holder, str(tmp_path)], check=False)
-    assert result.returncode == -signal.SIGKILL
+    run_until_killed(holder, tmp_path)
     assert (tmp_path / runs.LOCK_FILE).exists()  # the file stays, but nobody holds it
     with runs.locked(tmp_path):
         pass
@@ -143,9 +148,40 @@ def test_a_kill_in_the_middle_of_a_write_keeps_the_old_file(tmp_path):
         "    f.flush()\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    result = subprocess.run([sys.executable, "-c", writer, str(path)], check=False)
-    assert result.returncode == -signal.SIGKILL
+    run_until_killed(writer, path)
     assert path.read_text() == "old\n"
     files.write_text(path, "new\n")  # the stray partial file is simply written over
     assert path.read_text() == "new\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_init_from_is_one_identity_however_its_path_is_spelled(tmp_path, monkeypatch):
+    for name in ("a.keras", "b.keras"):
+        (tmp_path / name).write_bytes(b"PK")
+    cfg = tiny_config(tmp_path, init_from=str(tmp_path / "a.keras"))
+    (tmp_path / "run").mkdir()
+    cfg.save(tmp_path / "run" / runs.CONFIG_FILE)
+    monkeypatch.chdir(tmp_path)
+    assert runs.run_state(dataclasses.replace(cfg, init_from="a.keras")) == "partial"
+    with pytest.raises(runs.RunDirError, match="init_from"):
+        runs.run_state(dataclasses.replace(cfg, init_from=str(tmp_path / "b.keras")))
+
+
+def test_best_checkpoint_beats_only_the_epochs_the_restored_state_includes(tmp_path):
+    import keras
+
+    from ph2_tf.training.callbacks import BestCheckpoint
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    # A resumed run: EpochLog has already dropped the rows of the epochs to train again.
+    (tmp_path / runs.LOG_FILE).write_text("epoch,val_jaccard\n0,0.5\n")
+    checkpoint = BestCheckpoint(tmp_path / runs.BEST_MODEL_FILE, "val_jaccard")
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_begin(1)
+    assert checkpoint.best == 0.5
+    checkpoint.on_epoch_end(1, {"val_jaccard": 0.4})
+    assert not (tmp_path / runs.BEST_MODEL_FILE).exists()
+    checkpoint.on_epoch_end(1, {"val_jaccard": 0.6})
+    keras.models.load_model(tmp_path / runs.BEST_MODEL_FILE)
+    checkpoint.on_epoch_end(2, {"val_jaccard": float("nan")})  # never replaces a saved model
+    assert checkpoint.best == 0.6

@@ -2,7 +2,10 @@
 validation.
 """
 
+import dataclasses
 import json
+import shutil
+import zipfile
 
 import keras
 import numpy as np
@@ -12,7 +15,7 @@ from publish_test import IMAGE_SIZE, constant_model
 from ph2_tf import cli
 from ph2_tf.experiments import soup
 from ph2_tf.models import build_model
-from ph2_tf.serving import publish
+from ph2_tf.serving import export, publish
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, load_trained
 
@@ -128,3 +131,57 @@ def test_a_version_with_folded_batch_norm_is_refused(ph2_dummy, tmp_path):
     assert len(soup.load_ingredient(run_dir).weights) > 0
     with pytest.raises(ValueError, match="exported with its BatchNorm folded"):
         soup.load_ingredient(base_dir / "segnet" / "1")
+
+
+@pytest.fixture(scope="module")
+def tiny_version(tmp_path_factory):
+    """A published version of `constant_model(1.0)` whose metrics.json records its config."""
+    version_dir = tmp_path_factory.mktemp("saved_models") / "ph2_unet" / "1"
+    export.write_saved_model(constant_model(1.0), version_dir, IMAGE_SIZE)
+    config = dataclasses.asdict(TrainConfig(image_size=IMAGE_SIZE, width=0.125))
+    (version_dir / publish.METRICS_FILE).write_text(json.dumps({"source": {"config": config}}))
+    return version_dir
+
+
+def damaged_ingredient(tmp_path, tiny_version, damage):
+    """An ingredient `soup` cannot use, and the reason it must give."""
+    path = tmp_path / damage.replace(" ", "_")
+    if damage == "missing":
+        return path, "is neither a run directory (no best.keras) nor a published SavedModel"
+    if damage == "damaged run":
+        path.mkdir()
+        with zipfile.ZipFile(path / BEST_MODEL_FILE, "w") as archive:
+            archive.writestr("notes.txt", "not a model")
+        TrainConfig(image_size=IMAGE_SIZE).save(path / CONFIG_FILE)
+        return path, "best.keras: not a readable Keras model file"
+    shutil.copytree(tiny_version, path)
+    metrics = json.loads((path / publish.METRICS_FILE).read_text())
+    if damage == "damaged version":
+        (path / "saved_model.pb").write_bytes(b"cut")
+        return path, f"cannot load the SavedModel {path}"
+    if damage == "unknown architecture":
+        metrics["source"]["config"]["model"] = "resnet"
+        reason = "its training config (source.config) builds no model"
+    else:  # a config no run could have had
+        metrics["source"]["config"]["epochs"] = 0
+        reason = "its training config is not valid: epochs must be an integer >= 1"
+    (path / publish.METRICS_FILE).write_text(json.dumps(metrics))
+    return path, reason
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["missing", "damaged run", "damaged version", "unknown architecture", "invalid config"],
+)
+def test_an_ingredient_that_cannot_be_used_is_one_line_before_any_scoring(
+    damage, tiny_version, tmp_path, capsys
+):
+    path, reason = damaged_ingredient(tmp_path, tiny_version, damage)
+    out_dir = tmp_path / "soup"
+
+    status = cli.main(["soup", str(tiny_version), str(path), "--out-dir", str(out_dir)])
+
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("python -m ph2_tf soup: error: ") and reason in err
+    assert not out_dir.exists() and not out_dir.with_name("soup.partial").exists()

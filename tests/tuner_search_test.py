@@ -1,5 +1,5 @@
-"""`tune` (`tuner_search.py`): its command line, and end to end a 2-configuration, 1-epoch, 2-seed
-grid on dummy PH2."""
+"""`tune` (`tuner_search.py`): its command line, its run folder (settings, lock, records), and end
+to end a 2-configuration, 1-epoch, 2-seed grid on dummy PH2, interrupted and damaged."""
 
 import csv
 import dataclasses
@@ -14,8 +14,10 @@ from conftest import REPO_ROOT, SCRIPTS_DIR, run_python
 
 from ph2_tf import cli
 from ph2_tf.cli import tune
-from ph2_tf.experiments import report
+from ph2_tf.experiments import records, report
 from ph2_tf.experiments.study import STUDY_GRID
+from ph2_tf.training import runs
+from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.profiles import Profile
 from ph2_tf.training.runs import BEST_MODEL_FILE, EPOCH_SECONDS, read_log
 
@@ -49,6 +51,15 @@ def _run(tmp_path, ph2_dummy, extra=(), **kwargs):
     args = tune.standalone_parser().parse_args([*_argv(tmp_path, ph2_dummy, **kwargs), *extra])
     settings = dataclasses.replace(tune.settings_from_args(args), profile=TINY, verbose=0)
     return settings.run_dir, tune.run_search(args, settings)
+
+
+def _killed_run(kill_at, argv):
+    """Runs `tune` in a child process that SIGKILLs itself at `kill_at` (tuner_killed_run.py)."""
+    return run_python([SCRIPTS_DIR / "tuner_killed_run.py", kill_at, *argv], check=False)
+
+
+def _error_lines(captured):
+    return [line for line in captured.err.splitlines() if "error:" in line]
 
 
 NAMES = [config.name for config in STUDY_GRID]
@@ -119,6 +130,135 @@ def test_epochs_given_to_configurations_that_then_coincide_keeps_one(tmp_path):
     )
     (config,) = tune.settings_from_args(args).grid
     assert config.name == "unet-bce-lr0.0001-e2"
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--seeds", "0"), ("--epochs", "0"), ("--max-trials", "-1"), ("--seeds", "two")],
+)
+def test_numeric_options_are_range_checked_where_parsed(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main([option, value])
+    assert exit_info.value.code == 2
+    (line,) = _error_lines(capsys.readouterr())
+    assert f"argument {option}: " in line
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b"])
+def test_a_run_name_that_is_not_a_folder_name_is_refused(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main(["--run-name", name])
+    assert exit_info.value.code == 2
+    (line,) = _error_lines(capsys.readouterr())
+    assert "argument --run-name: " in line and "not a folder name" in line
+
+
+def _settings(tmp_path, *options):
+    args = tune.standalone_parser().parse_args(
+        ["--profile", "small", "--results-dir", str(tmp_path), *options]
+    )
+    return tune.settings_from_args(args)
+
+
+def test_after_a_smoke_run_the_main_job_gets_a_folder_of_its_own_and_plans_every_trial(tmp_path):
+    from ph2_tf.experiments import tuning
+
+    smoke = _settings(tmp_path, "--only", NAMES[0], "--epochs", "1")
+    main_job = _settings(tmp_path)
+    assert smoke.run_dir.parent == main_job.run_dir.parent == tmp_path
+    assert smoke.run_dir != main_job.run_dir
+    # Pinned: a change of the name would lose a rerun its folder (and the docs show these).
+    assert main_job.run_dir.name == "grid-small-seeds1-82b7cd"
+    assert smoke.run_dir.name == "grid-small-seeds1-only1-e1-a1ffdf"
+    # The smoke run's record does not count for the main job, which has all 15 to train.
+    records.write_record(smoke.record_path(smoke.grid[0], 0), {"name": smoke.grid[0].name})
+    assert tuning.pending_configurations(main_job) == STUDY_GRID
+
+
+def test_every_setting_the_records_depend_on_changes_the_default_run_name(tmp_path):
+    variants = [
+        [],
+        ["--seeds", "2"],
+        ["--epochs", "3"],
+        ["--only", NAMES[0]],
+        ["--only", NAMES[0], NAMES[1]],
+        ["--precision", "mixed_bfloat16"],
+        ["--no-checkpoints"],
+        ["--profile", "full"],  # after --profile small: the last one counts
+        ["--mode", "search"],
+        ["--mode", "search", "--max-trials", "5"],
+    ]
+    names = [_settings(tmp_path, *options).run_dir.name for options in variants]
+    assert len(set(names)) == len(variants), names
+    # Paths, verbosity and the order of --only do not change what is trained.
+    assert _settings(tmp_path / "elsewhere", "--only", NAMES[1], NAMES[0]).run_dir.name == names[4]
+
+
+def test_a_run_folder_refuses_other_settings_in_one_line_and_takes_added_configurations(
+    ph2_dummy, tmp_path, capsys
+):
+    options = [*_argv(tmp_path, ph2_dummy, configurations=CONFIGURATIONS[:1], seeds=1)]
+    first = tune.settings_from_args(tune.standalone_parser().parse_args(options))
+    first.run_dir.mkdir(parents=True)
+    records.write_search_settings(first)
+    recorded = (first.run_dir / records.SEARCH_FILE).read_text()
+
+    status = tune.main([*options, "--seeds", "2", "--no-checkpoints"])
+    assert status == 2
+    (line,) = _error_lines(capsys.readouterr())
+    assert line.startswith(f"python tuner_search.py: error: {first.run_dir} holds a run of other")
+    assert "seeds [0] -> [0, 1]; checkpoints True -> False" in line
+    assert "choose another --run-name" in line
+    assert sorted(p.name for p in first.run_dir.iterdir()) == [records.SEARCH_FILE]
+    assert (first.run_dir / records.SEARCH_FILE).read_text() == recorded
+
+    # Leaving a configuration out is a difference; adding one is not: it is trained beside.
+    narrower = dataclasses.replace(first, grid=STUDY_GRID[1:2])
+    assert records.settings_differences(json.loads(recorded), narrower) == [
+        "configurations unet-bce-lr0.0001-e1 left out"
+    ]
+    wider = dataclasses.replace(first, grid=first.grid + STUDY_GRID[1:2])
+    assert records.settings_differences(json.loads(recorded), wider) == []
+
+
+def test_a_second_process_on_the_same_run_is_refused(ph2_dummy, tmp_path, capsys):
+    options = _argv(tmp_path, ph2_dummy, configurations=CONFIGURATIONS[:1], seeds=1)
+    run_dir = tmp_path / "results" / "tiny"
+    run_dir.mkdir(parents=True)
+    with runs.locked(run_dir):  # what a first tuner holds while it trains
+        assert tune.main(options) == 2
+    (line,) = _error_lines(capsys.readouterr())
+    assert f"{run_dir} is in use by process " in line and "choose another --run-name" in line
+    assert not list(run_dir.iterdir())
+
+
+def test_report_only_without_records_writes_nothing(ph2_dummy, tmp_path, capsys):
+    options = ["--report-only", "--results-dir", str(tmp_path), "--profile", "small"]
+    assert tune.main([*options, "--data-dir", ph2_dummy.data_dir]) == 2
+    (line,) = _error_lines(capsys.readouterr())
+    assert "error: no records of the grid's configurations under" in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_report_only_without_the_data_writes_nothing(tmp_path, capsys):
+    shutil.copytree(SMALL_REFERENCE / "records", tmp_path / "run" / "records")
+    options = ["--report-only", "--results-dir", str(tmp_path), "--run-name", "run"]
+    options += ["--profile", "small", "--seeds", "2", "--data-dir", str(tmp_path / "no_tfds")]
+    assert tune.main(options) == 2
+    (line,) = _error_lines(capsys.readouterr())
+    assert "error: ph2/original is not prepared in " in line and "--data-dir" in line
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["records"]
+
+
+def test_a_damaged_record_is_one_error_line_naming_it(ph2_dummy, tmp_path, capsys):
+    shutil.copytree(SMALL_REFERENCE / "records", tmp_path / "run" / "records")
+    damaged = tmp_path / "run" / "records" / f"{NAMES[0]}__seed0.json"
+    damaged.write_text(damaged.read_text()[:100])
+    options = ["--report-only", "--results-dir", str(tmp_path), "--run-name", "run"]
+    options += ["--profile", "small", "--seeds", "2", "--data-dir", ph2_dummy.data_dir]
+    assert tune.main(options) == 2
+    (line,) = _error_lines(capsys.readouterr())
+    assert f"error: {damaged}: not a readable record" in line and "delete it" in line
 
 
 def test_report_only_rebuilds_the_committed_table_from_the_committed_records(
@@ -276,7 +416,7 @@ def test_rerun_skips_finished_trials(finished_run, ph2_dummy, capsys):
 @pytest.mark.slow
 def test_killed_seed_resumes_into_one_consistent_record(ph2_dummy, tmp_path):
     argv = _argv(tmp_path, ph2_dummy, configurations=CONFIGURATIONS[:1], epochs=2, seeds=1)
-    killed = run_python([SCRIPTS_DIR / "tuner_killed_run.py", *argv, "--no-export"], check=False)
+    killed = _killed_run("first-epoch", [*argv, "--no-export"])
     assert killed.returncode == -9, killed.stderr
     run_dir, _ = _run(tmp_path, ph2_dummy, configurations=CONFIGURATIONS[:1], epochs=2, seeds=1)
 
@@ -288,3 +428,70 @@ def test_killed_seed_resumes_into_one_consistent_record(ph2_dummy, tmp_path):
     # Both epochs' time, the one before the kill included.
     assert record["train_seconds"] == pytest.approx(sum(log[EPOCH_SECONDS]))
     assert min(log[EPOCH_SECONDS]) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kill_at, trained_again",
+    [("first-epoch", True), ("scoring", False)],
+    ids=["before-its-final-weights-are-saved", "while-it-is-scored"],
+)
+def test_a_seed_killed_after_its_last_epoch_is_trained_again_or_scored(
+    kill_at, trained_again, ph2_dummy, tmp_path, capsys
+):
+    # Without checkpoints, a run is finished once its last epoch is logged: `train` refuses
+    # to train it again, and the tuner must still give the seed its record.
+    kwargs = dict(configurations=CONFIGURATIONS[:1], epochs=1, seeds=1)
+    options = ["--no-checkpoints", "--no-export"]
+    killed = _killed_run(kill_at, [*_argv(tmp_path, ph2_dummy, **kwargs), *options])
+    assert killed.returncode == -9, killed.stderr
+    seed_dir = tmp_path / "results" / "tiny" / "runs" / "unet-bce-lr0.0001-e1" / "seed0"
+    assert runs.run_state(TrainConfig.load(seed_dir / runs.CONFIG_FILE)) == "finished"
+    assert (seed_dir / records.FINAL_MODEL_FILE).exists() != trained_again
+    log_before = (seed_dir / runs.LOG_FILE).read_text()
+    capsys.readouterr()
+
+    run_dir, status = _run(tmp_path, ph2_dummy, extra=options, **kwargs)
+    assert status == 0
+    record = json.loads((run_dir / "records" / "unet-bce-lr0.0001-e1__seed0.json").read_text())
+    assert record["epochs_run"] == 1 and 0 <= record["test"]["jaccard"] <= 1
+    assert read_log(seed_dir)["epoch"] == [0]
+    scored = "scoring its saved final weights" in capsys.readouterr().out
+    assert scored != trained_again
+    assert ((seed_dir / runs.LOG_FILE).read_text() == log_before) != trained_again
+
+
+@pytest.mark.slow
+def test_a_seed_that_fails_is_reported_and_trained_by_the_next_run(ph2_dummy, tmp_path, capsys):
+    kwargs = dict(configurations=CONFIGURATIONS[:1], epochs=2, seeds=2)
+    killed = _killed_run("first-epoch", [*_argv(tmp_path, ph2_dummy, **kwargs), "--no-export"])
+    assert killed.returncode == -9, killed.stderr
+    run_dir = tmp_path / "results" / "tiny"
+    seed0 = run_dir / "runs" / "unet-bce-lr0.0001-e2" / "seed0"
+    backup = [path for path in (seed0 / runs.BACKUP_DIR).rglob("*") if path.is_file()]
+    assert backup
+    for path in backup:
+        path.write_bytes(b"damaged")
+    capsys.readouterr()
+
+    _, status = _run(tmp_path, ph2_dummy, **kwargs)
+    assert status == 1
+    captured = capsys.readouterr()
+    (line,) = _error_lines(captured)
+    assert line.startswith(
+        "python tuner_search.py: error: unet-bce-lr0.0001-e2 seed 0 failed: RunDirError: "
+    )
+    assert "run the same command again" in line and f"first removing {seed0} " in line
+    # The other seed trained; the table says its row has one of the two seeds asked.
+    assert [p.name for p in (run_dir / "records").iterdir()] == ["unet-bce-lr0.0001-e2__seed1.json"]
+    table = (run_dir / "comparison.md").read_text()
+    assert "Fewer seeds than the 2 asked" in table and "unet-bce-lr0.0001-e2 (1 of 2)" in table
+    assert "nothing published: the run is not complete" in captured.out
+    assert not (tmp_path / "saved_models").exists()
+
+    shutil.rmtree(seed0)  # what the error line says to do when the seed's files are damaged
+    _, status = _run(tmp_path, ph2_dummy, extra=["--no-export"], **kwargs)
+    assert status == 0
+    assert len(list((run_dir / "records").iterdir())) == 2
+    assert "Fewer seeds" not in (run_dir / "comparison.md").read_text()
+    assert "| unet | 2 | AdamW | bce | 0.0001 | 2 |" in (run_dir / "comparison.md").read_text()

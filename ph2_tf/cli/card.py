@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from ph2_tf.cli.common import fail
+from ph2_tf.cli.common import fail, model_name
 
 
 def add_parser(commands):
@@ -16,7 +16,11 @@ def add_parser(commands):
         "card.json. See ph2_tf/serving/cards.py.",
     )
     card.add_argument("--base-dir", default="saved_models", help="TF Serving model root")
-    card.add_argument("--model-name", help="only this model (default: every model in base-dir)")
+    card.add_argument(
+        "--model-name",
+        type=model_name,
+        help="only this model, a folder name under --base-dir (default: every model there)",
+    )
 
 
 def run(args):

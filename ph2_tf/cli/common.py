@@ -17,6 +17,8 @@ import ph2_tf
 ABSL_INFO_LINE = re.compile(r"I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
 # What absl prints before log lines written ahead of its set-up, whatever their level.
 ABSL_UNINITIALISED_BANNER = "WARNING: All log messages before absl::InitializeLog() is called"
+# A TF Serving model name that is one plain folder name (`model_name`).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def probability(text):
@@ -25,9 +27,32 @@ def probability(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
+    if not 0.0 < value < 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text} is not strictly between 0 and 1")
     return value
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not an integer >= 1")
+    return value
+
+
+def model_name(text):
+    """argparse type: a TF Serving model name, which is also a folder name under the model root:
+    letters, digits, `_`, `-` and `.`, starting with a letter or digit, so that what is written
+    under it stays inside the root (no `/`, no `..`)."""
+    if not MODEL_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a model name (letters, digits, '_', '-' and '.', starting with a "
+            "letter or digit)"
+        )
+    return text
 
 
 def add_data_args(parser):
@@ -45,6 +70,36 @@ def fail(args, message, status=2):
     """
     print(f"{args.prog} {args.command}: error: {message}", file=sys.stderr)
     return status
+
+
+def fail_on_data(args, error):
+    """`fail` for a PH2 data error (`tfds_ph2.ph2`) raised while a command measures a model.
+
+    Missing data is an input error (status 2) shown by the message's first line, which says what
+    is missing (the rest are download instructions); unreadable data is a failure (status 1).
+    """
+    from tfds_ph2.ph2 import Ph2FileNotFoundError
+
+    if isinstance(error, Ph2FileNotFoundError):
+        return fail(args, str(error).splitlines()[0])
+    return fail(args, error, status=1)
+
+
+def refuse_unused(args, options, reason):
+    """`fail` naming the first of `options` (option string -> parsed value) that was given.
+
+    Args:
+        args: the parsed arguments.
+        options: `{"--flag": value}`; None or False is "not given".
+        reason: why these options cannot be honoured here, e.g. "with --saved-model".
+
+    Returns:
+        Status 2 after the error line, or None when none was given.
+    """
+    for flag, value in options.items():
+        if value is not None and value is not False:
+            return fail(args, f"{flag} is not used {reason}; drop it")
+    return None
 
 
 def set_up_command_line():

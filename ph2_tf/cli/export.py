@@ -1,11 +1,20 @@
 """`export`: a run or a published version as a TF Serving SavedModel version."""
 
+import argparse
 import dataclasses
 import json
 import pathlib
-import shutil
 
-from ph2_tf.cli.common import add_data_args, fail
+from ph2_tf.cli.common import (
+    add_data_args,
+    fail,
+    fail_on_data,
+    model_name,
+    positive_int,
+    probability,
+    refuse_unused,
+)
+from ph2_tf.serving import versions
 
 
 def add_parser(commands):
@@ -13,6 +22,11 @@ def add_parser(commands):
     export = commands.add_parser(
         "export",
         help="SavedModel in TF Serving layout + models.config + the model's README.md card",
+        description="Writes a new version under <base-dir>/<model-name>/. The version is "
+        "assembled in <model-name>/.staging/ (which TF Serving ignores) and renamed to its "
+        "number in one step, so that an interrupted export never leaves a version half-written; "
+        "a rerun removes the stray staging folder. models.config and the card are then "
+        "rewritten atomically.",
     )
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="directory written by `train`")
@@ -23,9 +37,17 @@ def add_parser(commands):
         "(needs the dataset: --data-dir, --manual-dir)",
     )
     export.add_argument("--base-dir", default="saved_models", help="TF Serving model root")
-    export.add_argument("--model-name", help="TF Serving model name (default: the run's model)")
-    export.add_argument("--version", type=int, help="version number (default: next free)")
-    export.add_argument("--threshold", type=float, help="mask threshold (default 0.5)")
+    export.add_argument(
+        "--model-name",
+        type=model_name,
+        help="TF Serving model name, a folder name under --base-dir (default: the run's model)",
+    )
+    export.add_argument(
+        "--version", type=positive_int, help="version number, >= 1 (default: next free)"
+    )
+    export.add_argument(
+        "--threshold", type=probability, help="mask threshold, in (0, 1) (default 0.5)"
+    )
     export.add_argument(
         "--largest-component",
         action="store_true",
@@ -34,7 +56,10 @@ def add_parser(commands):
         "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
     )
     export.add_argument(
-        "--serving-root", help="base-dir as the server sees it in models.config (e.g. /models)"
+        "--serving-root",
+        default=versions.DOCKER_SERVING_ROOT,
+        help="base-dir as the server sees it, written into models.config (default "
+        f"{versions.DOCKER_SERVING_ROOT}, where the Docker command of docs/serving.md mounts it)",
     )
     export.add_argument(
         "--if-better",
@@ -53,20 +78,39 @@ def add_parser(commands):
 
 
 def run(args):
-    """`export` command: exports a run's best checkpoint; rewrites models.config and the card."""
-    from ph2_tf.experiments import soup
-    from ph2_tf.serving import cards, export, publish
-    from ph2_tf.training.runs import load_trained
+    """`export` command: exports a run's best checkpoint; rewrites models.config and the card.
 
+    Returns:
+        0; 2 for invalid arguments, an unusable run directory or SavedModel, a version that is
+        taken, or missing PH2 data; 1 when the PH2 data cannot be read.
+    """
     if args.if_better and args.version is not None:
         return fail(args, f"--if-better picks the version itself; drop --version {args.version}")
+    if not (args.if_better or args.from_saved_model):
+        refused = refuse_unused(
+            args,
+            {"--data-dir": args.data_dir, "--manual-dir": args.manual_dir},
+            "by a plain --run-dir export, which measures nothing (it is for --if-better and "
+            "--from-saved-model)",
+        )
+        if refused:
+            return refused
     try:
         recipe = _apply_recipe(args)
     except ValueError as error:
         return fail(args, error)
     if args.from_saved_model:
         return _export_again(args)
-    model, cfg = load_trained(args.run_dir)
+
+    from ph2_tf.experiments import soup
+    from ph2_tf.serving import export, publish
+    from ph2_tf.training.runs import RunDirError, load_trained
+    from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
+
+    try:
+        model, cfg = load_trained(args.run_dir)
+    except RunDirError as error:
+        return fail(args, error)
     if recipe is not None and cfg.model != recipe.model:
         return fail(
             args,
@@ -79,24 +123,30 @@ def run(args):
         threshold=args.threshold,
         largest_component=args.largest_component,
     )
-    if args.if_better:
-        source = {"name": pathlib.Path(args.run_dir).name, "config": dataclasses.asdict(cfg)}
-        soup_record = pathlib.Path(args.run_dir) / soup.SOUP_FILE
-        if soup_record.exists():
-            source["soup"] = json.loads(soup_record.read_text())
-        path = publish.publish(
-            model,
-            source={**source, "serving": _serving_options(args)},
-            data_dir=args.data_dir or cfg.data_dir,
-            manual_dir=args.manual_dir or cfg.manual_dir,
-            **common,
-        )
-        print(json.dumps({"saved_model": None if path is None else str(path)}))
-        return 0
-    path = export.export_for_serving(model, version=args.version, **common)
-    config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
-    cards.write_card(path.parent)
+    try:
+        if args.if_better:
+            source = {"name": pathlib.Path(args.run_dir).name, "config": dataclasses.asdict(cfg)}
+            soup_record = pathlib.Path(args.run_dir) / soup.SOUP_FILE
+            if soup_record.exists():
+                source["soup"] = json.loads(soup_record.read_text())
+            path = publish.publish(
+                model,
+                source={**source, "serving": _serving_options(args)},
+                serving_root=args.serving_root,
+                data_dir=args.data_dir or cfg.data_dir,
+                manual_dir=args.manual_dir or cfg.manual_dir,
+                **common,
+            )
+            print(json.dumps({"saved_model": None if path is None else str(path)}))
+            return 0
+        path = export.export_for_serving(model, version=args.version, **common)
+        config = publish.write_served_files(args.base_dir, path.parent.name, args.serving_root)
+    except (Ph2DataError, Ph2FileNotFoundError) as error:
+        return fail_on_data(args, error)
+    except ValueError as error:  # non-finite weights, a version taken or being published
+        return fail(args, error)
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
+    return 0
 
 
 def _serving_options(args):
@@ -132,7 +182,10 @@ def _apply_recipe(args):
                 f"{shown} contradicts {args.config}, whose export sets {field} "
                 f"{json.dumps(wanted)}; drop the flag or edit the recipe"
             )
-    args.model_name = chosen.model_name
+    try:
+        args.model_name = model_name(chosen.model_name)
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(f"{args.config}: export.model_name: {error}") from None
     args.threshold = chosen.threshold
     args.largest_component = chosen.largest_component
     return recipe
@@ -140,36 +193,44 @@ def _apply_recipe(args):
 
 def _export_again(args):
     """`export --from-saved-model`: a published version, exported anew as the next version."""
-    from ph2_tf.serving import cards, export, publish
+    from ph2_tf.serving import publish
+    from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 
     version_dir = pathlib.Path(args.from_saved_model)
+    if not (version_dir / "saved_model.pb").is_file():
+        return fail(args, f"--from-saved-model {version_dir}: no saved_model.pb there")
+    name = args.model_name or version_dir.resolve().parent.name
+    try:
+        model_name(name)
+    except argparse.ArgumentTypeError as error:
+        return fail(args, f"{error}: give --model-name")
     try:
         model, source = publish.load_published_model(version_dir)
     except (OSError, ValueError) as error:
         return fail(args, error)
     source = {**source, "exported_again_from": str(version_dir), "serving": _serving_options(args)}
     common = dict(
+        model=model,
         base_dir=args.base_dir,
-        model_name=args.model_name or version_dir.resolve().parent.name,
+        model_name=name,
         image_size=source["config"]["image_size"],
+        source=source,
         threshold=args.threshold,
         largest_component=args.largest_component,
-    )
-    data = dict(
+        serving_root=args.serving_root,
         data_dir=args.data_dir or source["config"].get("data_dir"),
         manual_dir=args.manual_dir or source["config"].get("manual_dir"),
     )
-    if args.if_better:
-        path = publish.publish(model, source=source, **common, **data)
-        print(json.dumps({"saved_model": None if path is None else str(path)}))
-        return 0
-    path = export.export_for_serving(model, version=args.version, **common)
     try:
-        publish.write_metrics(path, source, **data)
-    except BaseException:
-        shutil.rmtree(path)  # a version without its metrics would be served unmeasured
-        raise
-    config = export.write_models_config(args.base_dir, serving_root=args.serving_root)
-    cards.write_card(path.parent)
+        if args.if_better:
+            path = publish.publish(**common)
+            print(json.dumps({"saved_model": None if path is None else str(path)}))
+            return 0
+        path = publish.export_measured(version=args.version, **common)
+    except (Ph2DataError, Ph2FileNotFoundError) as error:
+        return fail_on_data(args, error)
+    except ValueError as error:  # non-finite weights, a version taken or being published
+        return fail(args, error)
+    config = pathlib.Path(args.base_dir) / "models.config"
     print(json.dumps({"saved_model": str(path), "models_config": str(config)}))
     return 0

@@ -88,31 +88,26 @@ def run(args):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from ph2_tf.serving import publish
-    from ph2_tf.serving.export import FLIP_TTA_SIGNATURE, SIGNATURE
-    from ph2_tf.serving.predict import plan_outputs, predict_image
+    from ph2_tf.serving import export, publish
+    from ph2_tf.serving.predict import op_error_reason, plan_outputs, predict_image
     from tfds_ph2.ph2.image_reading import ImageReadError
 
+    signature = export.FLIP_TTA_SIGNATURE if args.flip_tta else export.SIGNATURE
     try:
-        saved_model = tf.saved_model.load(str(version_dir))  # Referenced: it owns the variables.
-    except (OSError, ValueError, tf.errors.OpError) as e:  # A damaged or incomplete SavedModel.
-        return fail(args, f"cannot load the SavedModel {version_dir}: {str(e).splitlines()[0]}")
-    signature = FLIP_TTA_SIGNATURE if args.flip_tta else SIGNATURE
-    if signature not in saved_model.signatures:
-        exported_before = " (exported before it existed)" if args.flip_tta else ""
-        return fail(
-            args, f"the SavedModel {version_dir} has no {signature!r} signature{exported_before}"
+        saved_model = export.load_saved_model(version_dir, signature)  # owns the variables
+        # A new --threshold replaces the signature's mask, so the graph's post-processing is
+        # redone.
+        largest_component = args.largest_component or (
+            args.threshold is not None
+            and publish.serving_options(version_dir).get("largest_component", False)
         )
+    except ValueError as e:  # a damaged SavedModel or metrics.json, or no such signature
+        return fail(args, e)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return fail(args, f"cannot create --output-dir {out_dir}: {e.strerror or e}")
 
-    # A new --threshold replaces the signature's mask, so the graph's post-processing is redone.
-    largest_component = args.largest_component or (
-        args.threshold is not None
-        and publish.serving_options(version_dir).get("largest_component", False)
-    )
     plan, failures, skipped = plan_outputs(args.inputs, out_dir)
     for message in failures:
         print(f"predict: {message}", file=sys.stderr)
@@ -139,8 +134,8 @@ def run(args):
                 message = str(e)
             except OSError as e:
                 message = f"cannot write the outputs of {source}: {e}"
-            except tf.errors.OpError as e:  # E.g. out of memory on a huge image.
-                message = f"prediction failed for {source}: {e.message.splitlines()[0]}"
+            except tf.errors.OpError as e:  # an image too large, or out of memory
+                message = f"prediction failed for {source}: {op_error_reason(e)}"
             else:
                 written += 1
                 names = ", ".join(str(p) for p in paths)

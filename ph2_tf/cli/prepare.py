@@ -1,5 +1,7 @@
 """`prepare`: the TFDS `ph2` configs, for `tfds.load` and for reading without TensorFlow."""
 
+import pathlib
+
 from ph2_tf.cli.common import fail
 
 
@@ -29,10 +31,18 @@ def add_parser(commands):
 def run(args):
     """`prepare` command: prepares `ph2` configs for `tfds.load` and for `ph2_tf.data.sources`.
 
+    An interrupted run leaves each config either prepared or ignored by readers (TFDS writes into
+    `incomplete.*` folders, the array_record files under `.incomplete` names); running it again
+    completes what is missing.
+
     Returns:
-        0; 2 when PH2 data is needed but not found; 1 when the PH2 data is unreadable or a
-        prepared dataset cannot be completed.
+        0; 2 when PH2 data is needed but not found or a directory argument is a file; 1 when the
+        PH2 data is unreadable or a prepared dataset cannot be completed or written.
     """
+    for option, path in (("--data-dir", args.data_dir), ("--manual-dir", args.manual_dir)):
+        if path is not None and pathlib.Path(path).exists() and not pathlib.Path(path).is_dir():
+            return fail(args, f"{option} {path} exists and is not a directory")
+
     from ph2_tf.data import prepare
     from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 
@@ -43,4 +53,6 @@ def run(args):
         return fail(args, str(e).splitlines()[0])
     except (Ph2DataError, prepare.PrepareError) as e:
         return fail(args, e, status=1)
+    except OSError as e:  # a data directory that cannot be written: full, or not ours
+        return fail(args, f"cannot write the prepared data: {e}", status=1)
     return 0

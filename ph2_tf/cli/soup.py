@@ -3,7 +3,7 @@
 import json
 import sys
 
-from ph2_tf.cli.common import add_data_args, fail
+from ph2_tf.cli.common import add_data_args, fail, fail_on_data
 
 
 def add_parser(commands):
@@ -36,8 +36,14 @@ def add_parser(commands):
 
 
 def run(args):
-    """`soup` command: writes a greedy soup's run directory and prints its summary."""
+    """`soup` command: writes a greedy soup's run directory and prints its summary.
+
+    Returns:
+        0; 2 for invalid arguments, an ingredient that cannot be read or mixed, an existing
+        --out-dir, or missing PH2 data; 1 when the PH2 data cannot be read.
+    """
     from ph2_tf.experiments import soup
+    from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 
     if args.config is None:
         if args.runs_root is not None:
@@ -64,7 +70,9 @@ def run(args):
             manual_dir=args.manual_dir,
             log=lambda line: print(line, file=sys.stderr),
         )
-    except (OSError, ValueError) as error:
+    except (Ph2DataError, Ph2FileNotFoundError) as error:
+        return fail_on_data(args, error)
+    except (OSError, ValueError) as error:  # an ingredient unreadable or unlike the others
         return fail(args, error)
     summary = {key: record[key] for key in ("ingredients", "validation_jaccard")}
     print(json.dumps({"run_dir": args.out_dir, **summary}))

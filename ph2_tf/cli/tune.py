@@ -8,13 +8,14 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import shlex
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from ph2_tf.cli.common import fail
+from ph2_tf.cli.common import fail, positive_int
 from ph2_tf.experiments.study import MODES, STUDY_GRID
 from ph2_tf.training.profiles import PROFILES
 
@@ -24,7 +25,8 @@ DESCRIPTION = textwrap.fill(
     "the same values) once per seed, scores the final weights on the test split, writes "
     "comparison tables and plots to results/<run-name>/, and publishes the best UNet and "
     "SegNet to --saved-models-dir only if they beat the served ones on the validation split. "
-    "Run it again after an interruption and it resumes where it stopped.",
+    "Run it again after an interruption, or after a seed failed, and it resumes where it "
+    "stopped; a run folder keeps the settings it was started with.",
     width=80,
 )
 EPILOG = "\n".join(
@@ -37,19 +39,20 @@ EPILOG = "\n".join(
         "  %(prog)s --only unet-bce-lr0.0001-e30 --epochs 2    # a smoke run",
         "  %(prog)s --mode search --max-trials 20 --profile full",
         "  %(prog)s --report-only --seeds 2 --run-name reference-grid-small-seeds2",
+        "",
+        "exit status: 0 done; 1 a seed failed or the search stopped (the error lines name what",
+        "to do); 2 invalid arguments, or a run folder that does not fit them.",
     ]
 )
 
 
-def _at_least_one(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, received {value}")
-    return value
+def _run_name(text):
+    """argparse type: a folder name, neither empty nor a path."""
+    if text in ("", ".", "..") or os.sep in text or (os.altsep and os.altsep in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a folder name (it goes under --results-dir)"
+        )
+    return text
 
 
 def add_arguments(parser):
@@ -63,7 +66,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--seeds",
-        type=_at_least_one,
+        type=positive_int,
         default=1,
         metavar="N",
         help="seeds per configuration (default: %(default)s)",
@@ -81,7 +84,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--max-trials",
-        type=_at_least_one,
+        type=positive_int,
         default=20,
         metavar="N",
         help="trial budget of --mode search (default: %(default)s)",
@@ -95,12 +98,15 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--epochs",
-        type=_at_least_one,
+        type=positive_int,
         metavar="N",
         help="train every configuration for N epochs instead of its own (renames it)",
     )
     parser.add_argument(
-        "--run-name", help="outputs go to RESULTS_DIR/RUN_NAME (default: <mode>-<profile>-seedsN)"
+        "--run-name",
+        type=_run_name,
+        help="outputs go to RESULTS_DIR/RUN_NAME (default: a name made of the settings, such as "
+        "grid-small-seeds1-82b7cd, so that runs of other settings never share a folder)",
     )
     parser.add_argument(
         "--results-dir", default="results", help="parent of the run (default: %(default)s)"
@@ -181,8 +187,10 @@ def run(args):
     """`tune` command: trains, reports and publishes, or only reports (`--report-only`).
 
     Returns:
-        0; 2 for invalid arguments, records that do not match them (`--report-only`) or
-        missing data, each found before anything is trained.
+        0 when done; 1 when a seed or trial failed or the search stopped, each named on an
+        `error:` line saying what to do; 2 for invalid arguments, a run folder whose settings
+        or records do not fit them, a run folder in use, or missing data, each found before
+        anything is trained or written.
     """
     try:
         settings = settings_from_args(args)
@@ -218,7 +226,7 @@ def settings_from_args(args):
         ValueError: options that contradict each other, or an unknown precision.
     """
     from ph2_tf.experiments import study
-    from ph2_tf.experiments.records import SearchSettings
+    from ph2_tf.experiments.records import SearchSettings, default_run_name
     from ph2_tf.training.config import PRECISIONS
 
     if args.mode != "grid" and (args.only or args.epochs is not None):
@@ -230,17 +238,20 @@ def settings_from_args(args):
             f"--precision must be one of {', '.join(PRECISIONS)}, received {args.precision!r}"
         )
     args.profile_note = choose_profile(args)
-    run_name = args.run_name or f"{args.mode}-{args.profile}-seeds{args.seeds}"
-    return SearchSettings(
+    settings = SearchSettings(
         profile=PROFILES[args.profile],
         seeds=tuple(range(args.seeds)),
-        run_dir=Path(args.results_dir) / run_name,
+        run_dir=Path(args.results_dir),
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
         grid=study.select(args.only, args.epochs) if args.mode == "grid" else None,
         precision=args.precision,
         checkpoints=not args.no_checkpoints,
+        max_trials=args.max_trials,
     )
+    # The default name is made of the settings, so the folder is named once they are made.
+    run_name = args.run_name or default_run_name(settings)
+    return dataclasses.replace(settings, run_dir=settings.run_dir / run_name)
 
 
 class _Tee:
@@ -265,28 +276,148 @@ class _Tee:
 def run_search(args, settings):
     """The work of `tune` once its settings are made, its output copied to `run.log`.
 
+    What can be checked first is checked before the run's folder is touched: the data (or, for
+    `--report-only`, the records). Then the folder is locked, so that one process at a time
+    works in it, and its recorded settings (`search.json`) are compared with these.
+
     Args:
         args: the parsed options.
         settings: `settings_from_args(args)`, or a variant of it (the tests train a smaller
             profile).
 
     Returns:
-        The exit status.
+        The exit status (`run`).
     """
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        open(settings.run_dir / "run.log", "a") as log,
-        contextlib.redirect_stdout(_Tee(sys.stdout, log)),
-        contextlib.redirect_stderr(_Tee(sys.stderr, log)),
-    ):
+    from ph2_tf.experiments import records
+    from ph2_tf.training import runs
+
+    run_dir = settings.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        return fail(args, f"{run_dir} exists and is not a folder: choose another --run-name")
+    try:
+        problem = (
+            _report_only_problem(args, settings) if args.report_only else _data_problem(settings)
+        )
+    except records.RecordError as e:
+        problem = str(e)
+    if problem:
+        return fail(args, problem)
+    lock_dir = records.lock_dir(run_dir)
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return fail(args, f"cannot create {lock_dir} (check --results-dir): {e.strerror}")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(runs.locked(lock_dir))
+        except runs.RunDirError:
+            return fail(args, _in_use(run_dir, lock_dir / runs.LOCK_FILE))
+        if not args.report_only:
+            try:
+                problem = _settings_problem(args, settings)
+            except records.RecordError as e:
+                problem = str(e)
+            if problem:
+                return fail(args, problem)
+            records.write_search_settings(settings)
+        log = stack.enter_context(open(run_dir / "run.log", "a"))
+        stack.enter_context(contextlib.redirect_stdout(_Tee(sys.stdout, log)))
+        stack.enter_context(contextlib.redirect_stderr(_Tee(sys.stderr, log)))
         return _tune(args, settings)
+
+
+def _in_use(run_dir, lock_file):
+    """The error of a run folder that another process holds, naming that process if it can."""
+    try:
+        holder = f"process {lock_file.read_text().strip()}"
+    except OSError:
+        holder = "another process"
+    return (
+        f"{run_dir} is in use by {holder} (another tune of this run): wait for it to end, "
+        "or choose another --run-name"
+    )
+
+
+def _data_problem(settings):
+    """Why the run cannot read PH2 (after preparing it if needed), or None."""
+    from ph2_tf.data import arrays
+    from tfds_ph2.ph2 import Ph2DataError
+
+    try:
+        arrays.load_arrays(
+            "test",
+            settings.profile.image_size,
+            data_dir=settings.data_dir,
+            manual_dir=settings.manual_dir,
+        )
+    except (FileNotFoundError, Ph2DataError) as e:
+        return str(e)
+    return None
+
+
+def _settings_problem(args, settings):
+    """Why the run folder cannot take a run of `settings`, or None.
+
+    Its `search.json` must record the same settings (a grid may add configurations), and its
+    records must be readable and of the same profile (which matters where there is no
+    `search.json`: a folder given only records, or from before `search.json`).
+    """
+    from ph2_tf.experiments import records
+
+    recorded = records.read_search_settings(settings.run_dir)
+    run_records = records.load_records(settings.run_dir)  # each must be readable
+    differences = [] if recorded is None else records.settings_differences(recorded, settings)
+    if differences:
+        return (
+            f"{settings.run_dir} holds a run of other settings ({'; '.join(differences)}): "
+            f"choose another --run-name, or repeat the settings its {records.SEARCH_FILE} records"
+        )
+    return _profile_mismatch(args, settings, run_records)
+
+
+def _report_only_problem(args, settings):
+    """Why `--report-only` cannot describe the run's records with these options, or None.
+
+    The table's settings line comes from the options, so options that do not match the records
+    would print a wrong setting beside right numbers.
+    """
+    from ph2_tf.experiments import records, report
+
+    run_records = records.load_records(settings.run_dir, settings.grid)
+    if not run_records:
+        return (
+            f"no records of the grid's configurations under {settings.run_dir / 'records'} "
+            "(check --results-dir, --run-name, --only and --epochs)"
+        )
+    problem = _profile_mismatch(args, settings, run_records)
+    if problem:
+        return problem
+    seeds = sorted({r["seed"] for r in run_records})
+    if seeds[-1] >= len(settings.seeds):
+        return f"the records of {settings.run_dir} hold seeds {seeds}: pass --seeds {seeds[-1] + 1}"
+    try:
+        report.test_split_size(settings)
+    except FileNotFoundError as e:
+        return str(e)
+    return None
+
+
+def _profile_mismatch(args, settings, run_records):
+    """Why `run_records` were not trained with `settings.profile`, or None."""
+    trained = [dict(t) for t in {tuple(r["profile"].items()) for r in run_records}]
+    if trained in ([], [dataclasses.asdict(settings.profile)]):
+        return None
+    names = [name for name, p in PROFILES.items() if dataclasses.asdict(p) in trained]
+    return (
+        f"the records of {settings.run_dir} were trained with profile "
+        f"{' and '.join(sorted(names)) or 'not in PROFILES'}, not {args.profile}: "
+        "pass --profile, or choose another --run-name"
+    )
 
 
 def _tune(args, settings):
     from ph2_tf import provenance
-    from ph2_tf.data import arrays
     from ph2_tf.experiments import publishing, records, report
-    from tfds_ph2.ph2 import Ph2DataError
 
     start = time.perf_counter()
     profile = settings.profile
@@ -299,71 +430,89 @@ def _tune(args, settings):
     )
     print(args.profile_note, flush=True)
     print(f"provenance: {json.dumps(provenance.collect())}", flush=True)
+    errors = []
     if args.report_only:
         configurations = settings.grid
-        run_records = records.load_records(settings.run_dir, configurations)
-        mismatch = _report_mismatch(args, settings, run_records)
-        if mismatch:
-            return fail(args, mismatch)
     else:
-        try:  # Prepares the dataset if needed: missing data ends the run here, with one line.
-            arrays.load_arrays(
-                "test",
-                profile.image_size,
-                data_dir=settings.data_dir,
-                manual_dir=settings.manual_dir,
-            )
-        except (FileNotFoundError, Ph2DataError) as e:
-            return fail(args, e)
-        from ph2_tf.experiments import tuning  # Keras Tuner: only when training
-
-        tuner = tuning.make_tuner(settings, mode=args.mode, max_trials=args.max_trials)
-        tuner.search()
-        tuner.results_summary(num_trials=5)
+        configurations, errors = _search(settings)
         print(f"search wall time: {_duration(time.perf_counter() - start)}", flush=True)
-        configurations = settings.grid or tuning.searched_configurations(tuner)
-        run_records = records.load_records(settings.run_dir, configurations)
-    written = report.write_report(settings, configurations, run_records, args.profile)
+    run_records = records.load_records(settings.run_dir, configurations, settings.seeds)
+    if run_records:
+        written = report.write_report(settings, configurations, run_records, args.profile)
+    else:
+        written = []
+        errors = errors or [f"no seed of {settings.run_dir} has a record: nothing to report"]
+        print("no record: no table or plot written", flush=True)
     if args.report_only:
         print("--report-only: nothing trained or published", flush=True)
     elif args.no_export:
         print("--no-export: nothing published", flush=True)
+    elif errors:
+        print("nothing published: the run is not complete", flush=True)
     else:
         publishing.publish_best(
             settings, run_records, args.saved_models_dir, force=args.force_export
         )
-    print((settings.run_dir / report.MARKDOWN_TABLE).read_text(), flush=True)
-    tables = [str(path) for path in written if path.suffix != ".png"]
-    plots = [str(path) for path in written if path.suffix == ".png"]
-    print(f"tables: {', '.join(tables)}", flush=True)
-    print(f"plots: {', '.join(plots)}", flush=True)
+    if written:
+        print((settings.run_dir / report.MARKDOWN_TABLE).read_text(), flush=True)
+        tables = [str(path) for path in written if path.suffix != ".png"]
+        plots = [str(path) for path in written if path.suffix == ".png"]
+        print(f"tables: {', '.join(tables)}", flush=True)
+        print(f"plots: {', '.join(plots)}", flush=True)
     print(f"total wall time: {_duration(time.perf_counter() - start)}", flush=True)
-    return 0
+    for error in errors:
+        fail(args, error, status=1)
+    return 1 if errors else 0
 
 
-def _report_mismatch(args, settings, run_records):
-    """Why `--report-only` cannot describe `run_records` with these options, or None.
+def _search(settings):
+    """Runs the tuner.
 
-    The table's settings line comes from the options, so options that do not match the records
-    would print a wrong setting beside right numbers.
+    Returns:
+        `(configurations, errors)`: the configurations to report, in row order, and one line
+        per seed or trial that failed, saying what to do.
     """
-    if not run_records:
-        return (
-            f"no records of the grid's configurations under {settings.run_dir / 'records'} "
-            "(check --results-dir, --run-name, --only and --epochs)"
-        )
-    trained = [dict(t) for t in {tuple(r["profile"].items()) for r in run_records}]
-    if trained != [dataclasses.asdict(settings.profile)]:
-        names = [name for name, p in PROFILES.items() if dataclasses.asdict(p) in trained]
-        return (
-            f"the records of {settings.run_dir} were trained with profile "
-            f"{' and '.join(sorted(names)) or 'not in PROFILES'}, not {args.profile}: "
-            "pass --profile"
-        )
-    seeds = sorted({r["seed"] for r in run_records})
-    if seeds[-1] >= len(settings.seeds):
-        return f"the records of {settings.run_dir} hold seeds {seeds}: pass --seeds {seeds[-1] + 1}"
-    return None
+    from ph2_tf.experiments import tuning
+
+    if settings.grid is not None:
+        pending = tuning.pending_configurations(settings)
+        recorded = len(settings.grid) - len(pending)
+        if recorded:
+            print(
+                f"{recorded} of {len(settings.grid)} configurations have every seed recorded: "
+                + (f"training the other {len(pending)}" if pending else "nothing to train"),
+                flush=True,
+            )
+        if not pending:
+            return settings.grid, []
+    tuner = tuning.make_tuner(settings)
+    failures = tuner.hypermodel.failures
+    try:
+        tuner.search()
+    except RuntimeError as e:
+        if not failures:
+            raise
+        # Keras Tuner's limit of consecutive failed trials: the next would likely fail alike.
+        print(f"the search stopped early: {str(e).splitlines()[0]}", flush=True)
+    if settings.grid is None:  # a grid's summary is its comparison table
+        tuner.results_summary(num_trials=5)
+    log = settings.run_dir / "run.log"
+    errors = [
+        f"{f.name} seed {f.seed} failed: {f.reason} (details in {log}); run the same command "
+        f"again to train it, first removing {f.seed_dir} if the error is in its files"
+        for f in failures
+    ]
+    failed_names = {f.name for f in failures}
+    for trial in tuning.failed_trials(tuner):
+        config = tuner.hypermodel.configuration(trial.hyperparameters)
+        if config.name not in failed_names:  # failed before any seed trained, e.g. building
+            reason = (trial.message or "").strip().splitlines() or ["no message"]
+            errors.append(
+                f"trial {config.name} failed before training: {reason[-1]} (details in {log}); "
+                "run the same command again to retry it"
+            )
+    configurations = settings.grid or tuning.searched_configurations(tuner)
+    return configurations, errors
 
 
 def _duration(seconds):

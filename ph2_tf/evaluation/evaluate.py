@@ -10,6 +10,7 @@ import pathlib
 
 from keras import ops
 
+from ph2_tf import files
 from ph2_tf.data import arrays, external
 from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import compute_metrics
@@ -141,7 +142,7 @@ def _metrics(true_masks, pred_masks):
 
 
 def write_json(result, path):
-    """Writes an evaluation result as indented JSON, creating parent directories.
+    """Writes an evaluation result as indented JSON, atomically, creating parent directories.
 
     Args:
         result: the dict returned by `evaluate`.
@@ -152,5 +153,5 @@ def write_json(result, path):
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    files.write_text(path, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return path

@@ -7,7 +7,6 @@ seed (no metrics) is counted in its own column, not averaged in.
 """
 
 import csv
-from pathlib import Path
 
 import keras
 import matplotlib
@@ -15,6 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 import tfds_ph2  # noqa: F401  (registers the 'ph2' builder)
+from ph2_tf import files
 from ph2_tf.data import arrays, preprocessing
 from ph2_tf.experiments.records import SearchSettings, load_seed_model, seed_model_path
 from ph2_tf.experiments.study import STUDY_SCORES
@@ -107,13 +107,16 @@ def provenance_line(records):
 
 
 def write_csv(rows, path):
-    with open(path, "w", newline="") as f:
+    """`comparison.csv`: the `summarize` rows, one per configuration (written atomically)."""
+    with files.replacing(path) as partial, open(partial, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
 
-def write_markdown(rows, path, settings_line, test_images, provenance="", without_records=()):
+def write_markdown(
+    rows, path, settings_line, test_images, provenance="", without_records=(), seeds_asked=None
+):
     """`comparison.md`: our test-split scores (mean ± sample std over seeds) beside the study's.
 
     Args:
@@ -124,6 +127,8 @@ def write_markdown(rows, path, settings_line, test_images, provenance="", withou
         provenance: `provenance_line(records)`.
         without_records: names of the run's configurations that have no record yet (a run in
             progress), listed under the table so that a missing row is never silent.
+        seeds_asked: the number of seeds each configuration was to be trained with; rows with
+            fewer records (a run in progress, or seeds that failed) are listed under the table.
     """
     header = ["model", "epochs", "optimizer", "loss", "lr", "seeds"]
     header += [label for _, _, label in SCORES]
@@ -159,7 +164,18 @@ def write_markdown(rows, path, settings_line, test_images, provenance="", withou
         lines.append("| " + " | ".join(cells) + " |")
     if without_records:
         lines += ["", f"No record yet (the run is not finished): {', '.join(without_records)}."]
-    Path(path).write_text("\n".join(lines) + "\n")
+    short = [
+        f"{row['name']} ({row['seeds'] + row['diverged_seeds']} of {seeds_asked})"
+        for row in rows
+        if seeds_asked and row["seeds"] + row["diverged_seeds"] < seeds_asked
+    ]
+    if short:
+        lines += [
+            "",
+            f"Fewer seeds than the {seeds_asked} asked (the run is not finished, or a seed "
+            f"failed: see its run.log): {', '.join(short)}.",
+        ]
+    files.write_text(path, "\n".join(lines) + "\n")
 
 
 def _mean_std(mean, std, finished, diverged):
@@ -195,26 +211,46 @@ def profile_description(profile):
     )
 
 
+def test_split_size(settings: SearchSettings):
+    """The number of images of the test split the run's scores were computed on.
+
+    Raises:
+        FileNotFoundError: the run's TFDS config is not prepared in `settings.data_dir`.
+    """
+    config = preprocessing.tfds_config_for(settings.profile.image_size)
+    builder = tfds.builder(f"ph2/{config}", data_dir=settings.data_dir)
+    if "test" not in builder.info.splits:
+        raise FileNotFoundError(
+            f"ph2/{config} is not prepared in {builder.data_dir_root}: pass the --data-dir the "
+            "run was trained with, or prepare it (ph2-seg prepare)"
+        )
+    return int(builder.info.splits["test"].num_examples)
+
+
 def write_report(settings: SearchSettings, configurations, records, profile_name):
-    """Writes a run's tables and plots into its directory.
+    """Writes a run's tables and plots into its directory, each file atomically.
 
     Args:
         settings: the run's `SearchSettings`.
         configurations: the `study.Configuration`s to report, in row order.
-        records: their per-seed records (`records.load_records`).
+        records: their per-seed records (`records.load_records`), at least one.
         profile_name: the profile's name, for the settings line and the plots' titles.
 
     Returns:
         The paths written, tables first. `masks.png` is left out, and not redrawn, when a best
         seed's model is not on disk (models are not kept in git: a report from committed
         records has none).
+
+    Raises:
+        ValueError: no records.
+        FileNotFoundError: the test split is not prepared (`test_split_size`); nothing written.
     """
+    if not records:
+        raise ValueError(f"no records to report in {settings.run_dir}")
     run_dir = settings.run_dir
+    test_images = test_split_size(settings)
     rows = summarize(records, configurations, STUDY_SCORES)
     write_csv(rows, run_dir / CSV_TABLE)
-    config = preprocessing.tfds_config_for(settings.profile.image_size)
-    builder = tfds.builder(f"ph2/{config}", data_dir=settings.data_dir)
-    test_images = int(builder.info.splits["test"].num_examples)
     line = settings_line(profile_name, settings.profile, settings.seeds, TrainConfig.weight_decay)
     if any(r.get("test_original_resolution_missing") for r in records):
         line += (
@@ -230,6 +266,7 @@ def write_report(settings: SearchSettings, configurations, records, profile_name
         test_images,
         provenance_line(records),
         without_records=[c.name for c in configurations if c.name not in with_records],
+        seeds_asked=len(settings.seeds),
     )
     setting = f"profile {profile_name} ({profile_description(settings.profile)})"
     plot_comparison(rows, run_dir / COMPARISON_PLOT, setting, test_images)
@@ -263,6 +300,13 @@ def _plot_best_masks(settings, best, path, setting):
         for model_name, record in best.items()
     }
     plot_masks(images, truths, predictions, path, setting)
+
+
+def _save(fig, path, dpi):
+    """Saves `fig` to `path` atomically (its format from the suffix) and closes it."""
+    with files.replacing(path) as partial:
+        fig.savefig(partial, dpi=dpi)
+    plt.close(fig)
 
 
 def plot_comparison(rows, path, setting, test_images):
@@ -302,8 +346,7 @@ def plot_comparison(rows, path, setting, test_images):
     ax.set_ylabel("test score (mean ± sample std over seeds)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(SCORES), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
     return fig
 
 
@@ -412,8 +455,7 @@ def plot_curves(records, path, setting):
         for ax in [jaccard_ax, *loss_axes.values()]:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
     return fig
 
 
@@ -454,6 +496,5 @@ def plot_masks(images, truths, predictions, path, setting):
                 picture, **({} if picture.ndim == 3 else dict(cmap="gray", vmin=0, vmax=1))
             )
             axes[row, col].axis("off")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
     return fig

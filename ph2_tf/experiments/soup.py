@@ -24,7 +24,6 @@ python -m ph2_tf export --run-dir runs/soup --model-name ph2_segnet --if-better
 """
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,7 +31,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 
-from ph2_tf import provenance
+from ph2_tf import files, provenance
 from ph2_tf.training import train
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.losses import num_classes_for
@@ -206,6 +205,8 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
     if out_dir.exists():
         raise ValueError(f"--out-dir {str(out_dir)!r} already exists; a soup gets a new one")
     ingredients = [load_ingredient(path) for path in paths]
+    # Checked before the minutes of scoring: any of them may turn out the best.
+    run_configs = {ingredient.path: _run_config(ingredient, out_dir) for ingredient in ingredients}
     config = ingredients[0].config
     model = train.build_configured_model(SimpleNamespace(**config))
     data_dir = data_dir or config.get("data_dir")
@@ -231,16 +232,36 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
         "configs": {ingredient.path: ingredient.config for ingredient in ingredients},
         "provenance": provenance.collect(),
     }
-    # Written beside the target, then renamed: an interrupted soup leaves no run directory.
+    # Written beside the target, then renamed: an interrupted soup leaves no run directory, and
+    # the next soup into it removes the stray staging folder.
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    model.save(staging / BEST_MODEL_FILE)
-    # The architecture is all `export` reads; the soup was trained from no one checkpoint (the
-    # ingredients' own `init_from`, often long deleted, stay in soup.json).
-    fields = {**soup[0].config, "out_dir": str(out_dir), "init_from": None}
-    TrainConfig(**fields).save(staging / CONFIG_FILE)
-    (staging / SOUP_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    staging.rename(out_dir)
+    try:
+        model.save(staging / BEST_MODEL_FILE)
+        run_configs[soup[0].path].save(staging / CONFIG_FILE)
+        files.write_json(staging / SOUP_FILE, record)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     log(f"soup of {len(soup)} of {len(ingredients)} ingredients written to {out_dir}")
     return record
+
+
+def _run_config(ingredient, out_dir):
+    """The `config.json` of a soup whose best ingredient is `ingredient`.
+
+    The architecture is all `export` reads; the soup was trained from no one checkpoint (the
+    ingredients' own `init_from`, often long deleted, stay in `soup.json`).
+
+    Raises:
+        ValueError: the ingredient's recorded config is not a valid `TrainConfig`.
+    """
+    fields = {**ingredient.config, "out_dir": str(out_dir), "init_from": None}
+    try:
+        return TrainConfig(**fields)
+    except (TypeError, ValueError) as error:  # a field unknown or invalid
+        raise ValueError(
+            f"{ingredient.path!r}: its training config is not valid: {error}"
+        ) from None

@@ -25,6 +25,7 @@ import math
 import textwrap
 from pathlib import Path
 
+from ph2_tf import files
 from ph2_tf.serving import export, publish, versions
 
 CARD_FILE = "README.md"
@@ -43,7 +44,7 @@ _LATENCY_COLUMNS = ("signature", "input", "p50_ms", "p95_ms", "conditions", "sou
 
 
 def write_card(model_dir):
-    """Writes the card of a model's highest version to `<model_dir>/README.md`.
+    """Writes the card of a model's highest version to `<model_dir>/README.md`, atomically.
 
     Args:
         model_dir: `<base_dir>/<model_name>`, holding at least one version.
@@ -52,14 +53,14 @@ def write_card(model_dir):
         The path written, as a `pathlib.Path`.
 
     Raises:
-        ValueError: no version in `model_dir`, or a `metrics.json` or `card.json` that cannot be
-            read; nothing is written then.
+        ValueError: no version in `model_dir`, or a `metrics.json`, `card.json` or SavedModel
+            that cannot be read; nothing is written then.
     """
     served = versions.served_versions(model_dir)
     if not served:
         raise ValueError(f"no SavedModel version under {str(model_dir)!r}")
     path = Path(model_dir) / CARD_FILE
-    path.write_text(model_card(served[-1]))
+    files.write_text(path, model_card(served[-1]))
     return path
 
 
@@ -73,7 +74,8 @@ def model_card(version_dir):
         The card's text.
 
     Raises:
-        ValueError: a `metrics.json` or `card.json` that is not the JSON described above.
+        ValueError: a `metrics.json` or `card.json` that is not the JSON described above, or a
+            damaged SavedModel.
     """
     version_dir = Path(version_dir)
     metrics = _read_json(version_dir / publish.METRICS_FILE)
@@ -229,7 +231,11 @@ def _parameters(version_dir):
     """The number of values in a SavedModel's variables, read from its checkpoint index."""
     import tensorflow as tf
 
-    stored = tf.train.list_variables(str(version_dir / "variables" / "variables"))
+    try:
+        stored = tf.train.list_variables(str(version_dir / "variables" / "variables"))
+    except tf.errors.OpError as error:
+        message = error.message.splitlines()[0]
+        raise ValueError(f"cannot read the variables of {str(version_dir)!r}: {message}") from None
     # The checkpoint also holds its object graph, a scalar string: not a parameter.
     return sum(math.prod(shape) for _, shape in stored if shape)
 
@@ -383,11 +389,15 @@ def _latency_lines(extra):
 
 def _signature_lines(version_dir):
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
 
-    saved_model = saved_model_pb2.SavedModel.FromString(
-        (version_dir / "saved_model.pb").read_bytes()
-    )
+    try:
+        saved_model = saved_model_pb2.SavedModel.FromString(
+            (version_dir / "saved_model.pb").read_bytes()
+        )
+    except DecodeError as error:
+        raise ValueError(f"{str(version_dir / 'saved_model.pb')!r} is damaged: {error}") from None
 
     def tensors(specs):
         return ", ".join(

@@ -21,9 +21,14 @@ The exported graph computes the model in inference mode with each BatchNormaliza
 into the convolution before it (`ph2_tf.serving.folding`): the same function up to float rounding,
 with fewer passes over the feature maps.
 
-Another dtype is rejected by the signature ("expected to be a uint8 tensor"), another rank by
-the graph ("input must be 4-dimensional"), a last dimension other than 3 by a check before the
-model ("must be RGB"), all as `InvalidArgumentError`.
+An empty batch `[0, H, W, 3]` gives empty outputs `[0, H, W, 1]` without calling the model (whose
+convolutions, with oneDNN's kernels, fail on zero images). Images of any size from 1x1 up to
+`MAX_PIXELS` pixels each are served; larger ones are refused before any work ("at most ...
+pixels"), since the graph holds several full-size copies of each image and TF Serving would
+otherwise run out of memory on one oversized request. Another dtype is rejected by the signature
+("expected to be a uint8 tensor"), another rank by the graph ("input must be 4-dimensional"), a
+last dimension other than 3 by a check before the model ("must be RGB"), all as
+`InvalidArgumentError`.
 
 Loading needs only TensorFlow (`tf.saved_model.load`), not this package.
 """
@@ -34,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ph2_tf import files
 from ph2_tf.data import preprocessing
 from ph2_tf.models.heads import lesion_probability
 from ph2_tf.serving import folding, versions
@@ -43,6 +49,52 @@ SIGNATURE = "serving_default"
 FLIP_TTA_SIGNATURE = "serving_flip_tta"
 INPUT_NAME = "images"
 MODELS_CONFIG = "models.config"
+# Most pixels (height x width) one image may have: 2**25, e.g. 8192 x 4096, more than common
+# camera sensors give. The graph holds several full-size arrays per image (the image as float32
+# for resizing, the probabilities, the masks, the post-processing's labels).
+MAX_PIXELS = 2**25
+
+
+class SavedModelError(ValueError):
+    """An exported SavedModel that cannot be used: missing, damaged, or without a signature."""
+
+
+def load_saved_model(version_dir, signature=SIGNATURE):
+    """Loads an exported SavedModel and checks that it has `signature`, as `export` writes it.
+
+    Args:
+        version_dir: a SavedModel directory.
+        signature: the signature the caller will run.
+
+    Returns:
+        The loaded object; keep it referenced while its signatures run, since it owns their
+        variables.
+
+    Raises:
+        SavedModelError: a missing, damaged or incomplete SavedModel, or one without
+            `signature` taking uint8 `images`; one line naming the folder.
+    """
+    from google.protobuf.message import DecodeError
+
+    try:
+        loaded = tf.saved_model.load(str(version_dir))
+    except (OSError, ValueError, LookupError, DecodeError, tf.errors.OpError) as error:
+        # Damaged files fail anywhere from parsing saved_model.pb to reading the variables.
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SavedModelError(f"cannot load the SavedModel {version_dir}: {first_line}") from None
+    if signature not in loaded.signatures:
+        exported_before = " (exported before it existed)" if signature == FLIP_TTA_SIGNATURE else ""
+        raise SavedModelError(
+            f"the SavedModel {version_dir} has no {signature!r} signature{exported_before}"
+        )
+    inputs = loaded.signatures[signature].structured_input_signature[1]
+    if getattr(inputs.get(INPUT_NAME), "dtype", None) != tf.uint8:
+        raise SavedModelError(
+            f"the {signature!r} signature of the SavedModel {version_dir} does not take uint8 "
+            f"`{INPUT_NAME}` (its inputs: {', '.join(sorted(inputs)) or 'none'}): not exported "
+            "by `export`"
+        )
+    return loaded
 
 
 def _training_size(model):
@@ -65,27 +117,53 @@ def serving_function(model, image_size, threshold=0.5, flip_tta=False, largest_c
 
     Returns:
         A function of a uint8 `[N, H, W, 3]` tensor returning `{'probabilities', 'mask'}`.
+
+    Raises:
+        ValueError: a threshold not strictly between 0 and 1, whose mask would be always empty
+            or always full.
     """
+    if not 0.0 < threshold < 1.0:  # also refuses NaN
+        raise ValueError(f"threshold must be strictly between 0 and 1, got {threshold!r}")
 
     def serve(images):
+        shape = tf.shape(images)
         # The signature's [None, None, None, 3] is not enforced on a call through the loaded
         # SavedModel: without this, 1 or 4 channels fail deep inside the first convolution.
-        tf.debugging.assert_equal(
-            tf.shape(images)[-1],
-            3,
-            message=f"`{INPUT_NAME}` must be RGB, [N, H, W, 3]: its last dimension is not 3",
+        checks = [
+            tf.debugging.assert_equal(
+                shape[-1],
+                3,
+                message=f"`{INPUT_NAME}` must be RGB, [N, H, W, 3]: its last dimension is not 3",
+            ),
+            tf.debugging.assert_less_equal(
+                tf.cast(shape[1], tf.int64) * tf.cast(shape[2], tf.int64),
+                tf.constant(MAX_PIXELS, tf.int64),
+                message=f"`{INPUT_NAME}` must have at most {MAX_PIXELS} pixels (height x width) "
+                "per image: resize larger images first",
+            ),
+        ]
+        with tf.control_dependencies(checks):  # before any work on the image
+            images = tf.identity(images)
+        size = shape[1:3]
+
+        def model_probabilities():
+            inputs = preprocessing.model_input(images, image_size)
+            if flip_tta:
+                flipped = tf.concat([inputs, inputs[:, :, ::-1], inputs[:, ::-1]], axis=0)
+                plain, left_right, up_down = tf.split(
+                    lesion_probability(model(flipped, training=False)), 3, axis=0
+                )
+                probability = (plain + left_right[:, :, ::-1] + up_down[:, ::-1]) / 3
+            else:
+                probability = lesion_probability(model(inputs, training=False))
+            return tf.image.resize(probability, size, method="bilinear")
+
+        # oneDNN's convolutions fail on an empty batch: the model is not called on one.
+        probabilities = tf.cond(
+            shape[0] > 0,
+            model_probabilities,
+            lambda: tf.zeros(tf.concat([shape[:3], [1]], axis=0), tf.float32),
         )
-        size = tf.shape(images)[1:3]
-        inputs = preprocessing.model_input(images, image_size)
-        if flip_tta:
-            flipped = tf.concat([inputs, inputs[:, :, ::-1], inputs[:, ::-1]], axis=0)
-            plain, left_right, up_down = tf.split(
-                lesion_probability(model(flipped, training=False)), 3, axis=0
-            )
-            probability = (plain + left_right[:, :, ::-1] + up_down[:, ::-1]) / 3
-        else:
-            probability = lesion_probability(model(inputs, training=False))
-        probabilities = tf.image.resize(probability, size, method="bilinear")
         mask = probabilities >= threshold
         if largest_component:
             mask = largest_component_filled_graph(mask)
@@ -120,8 +198,30 @@ def export_for_serving(
         The version directory written, as a `pathlib.Path`.
 
     Raises:
-        ValueError: non-finite weights, no known image size, or an existing version directory;
-            nothing is written then.
+        ValueError: non-finite weights, no known image size, or a bad threshold; nothing is
+            written then.
+        versions.PublishingError: a version that is not a positive int or already exists, or
+            another process publishing a version of this model; nothing is written then.
+    """
+    model_dir = pathlib.Path(base_dir) / (model_name or model.name)
+    versions.require_free(model_dir, version)
+    check_finite(model)
+    image_size = image_size or _training_size(model)
+    if image_size is None:
+        raise ValueError(
+            "image_size is required for a model without a static square input shape, got "
+            f"input_shape={model.input_shape}"
+        )
+    with versions.staging(model_dir) as staged:
+        write_saved_model(model, staged, image_size, threshold, largest_component)
+        return versions.promote(staged, version)
+
+
+def check_finite(model):
+    """Refuses a model with NaN or infinite weights, which no export should serve.
+
+    Raises:
+        ValueError: naming the first such weight.
     """
     non_finite = [
         w.path for w in model.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()
@@ -131,22 +231,6 @@ def export_for_serving(
             f"refusing to export {model.name!r}: {len(non_finite)} weight tensors hold NaN or "
             f"infinite values (first: {non_finite[0]}); the run it comes from diverged"
         )
-    image_size = image_size or _training_size(model)
-    if image_size is None:
-        raise ValueError(
-            "image_size is required for a model without a static square input shape, got "
-            f"input_shape={model.input_shape}"
-        )
-    model_name = model_name or model.name
-    model_dir = pathlib.Path(base_dir) / model_name
-    version = versions.next_version(model_dir) if version is None else version
-    if not isinstance(version, int) or version <= 0:
-        raise ValueError(f"version must be a positive int, got {version!r}")
-    path = model_dir / str(version)
-    if path.exists():
-        raise ValueError(f"export directory already exists: {str(path)!r}")
-    write_saved_model(model, path, image_size, threshold, largest_component)
-    return path
 
 
 def write_saved_model(model, path, image_size, threshold=0.5, largest_component=False):
@@ -173,7 +257,8 @@ def write_saved_model(model, path, image_size, threshold=0.5, largest_component=
 
 
 def write_models_config(base_dir="saved_models", serving_root=None):
-    """Writes `<base_dir>/models.config`, a TF Serving `model_config_list` of exported models.
+    """Writes `<base_dir>/models.config`, a TF Serving `model_config_list` of exported models,
+    atomically: the server never reads half of it.
 
     Every subdirectory of `base_dir` holding at least one integer-named version with a
     `saved_model.pb` is listed; TF Serving serves its latest version.
@@ -189,9 +274,7 @@ def write_models_config(base_dir="saved_models", serving_root=None):
     base_dir = pathlib.Path(base_dir)
     root = serving_root or str(base_dir.resolve())
     names = sorted(
-        model_dir.name
-        for model_dir in base_dir.glob("*")
-        if any(p.parent.name.isdigit() for p in model_dir.glob("*/saved_model.pb"))
+        model_dir.name for model_dir in base_dir.glob("*") if versions.served_versions(model_dir)
     )
     if not names:
         raise ValueError(f"no exported SavedModel versions under {str(base_dir)!r}")
@@ -204,5 +287,5 @@ def write_models_config(base_dir="saved_models", serving_root=None):
         for name in names
     )
     path = base_dir / MODELS_CONFIG
-    path.write_text("model_config_list {\n" + entries + "}\n")
+    files.write_text(path, "model_config_list {\n" + entries + "}\n")
     return path

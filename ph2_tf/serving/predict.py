@@ -8,6 +8,8 @@ can show these names in its help without loading them.
 import os
 import pathlib
 
+from ph2_tf import files
+
 # Files `predict` takes from a folder (compared lower-case); files named explicitly are all read.
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # What `predict` appends to an input's file name, suffix included: `a.jpg` -> `a.jpg.mask.png`.
@@ -103,6 +105,28 @@ def plan_outputs(inputs, out_dir):
     return plan, failures, skipped
 
 
+def op_error_reason(error):
+    """The part of a TensorFlow error raised inside a graph that says what went wrong.
+
+    Such messages start with lines about where it happened ("Graph execution error:",
+    "Detected at node ..."); an assertion's message (`export.serving_function`'s checks) is the
+    first bracket of its "assertion failed: [...] [Condition ...]" line.
+
+    Args:
+        error: a `tf.errors.OpError`.
+
+    Returns:
+        One line.
+    """
+    lines = [line.strip() for line in error.message.splitlines()]
+    prefix = "assertion failed: ["
+    for line in lines:
+        if line.startswith(prefix):
+            return line.removeprefix(prefix).split("] [Condition", 1)[0]
+    where = ("Graph execution error:", "Detected at node", "<stack traces unavailable>", "[[")
+    return next((line for line in lines if line and not line.startswith(where)), repr(error))
+
+
 def outline_width(shape):
     """The overlay's outline width in pixels for an image of `shape` (height, width, ...)."""
     return max(OUTLINE_MIN_WIDTH, round(max(shape[:2]) / OUTLINE_WIDTH_DIVISOR))
@@ -138,7 +162,7 @@ def draw_outline(image, mask):
 
 
 def predict_image(serve, source, stem, threshold, write_probabilities, largest_component):
-    """Predicts one image with the serving signature and writes its outputs.
+    """Predicts one image with the serving signature and writes its outputs, each atomically.
 
     Args:
         serve: the SavedModel's `serving_default` signature.
@@ -183,5 +207,6 @@ def predict_image(serve, source, stem, threshold, write_probabilities, largest_c
     paths = []
     for kind, values in pixels.items():
         paths.append(output_path(stem, kind))
-        Image.fromarray(values).save(paths[-1])  # uint16 is saved as a 16-bit greyscale PNG.
+        with files.replacing(paths[-1]) as partial:  # a kill leaves no half-written image
+            Image.fromarray(values).save(partial)  # uint16: a 16-bit greyscale PNG
     return float(mask.mean()), paths

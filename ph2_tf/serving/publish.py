@@ -4,23 +4,29 @@ TF Serving (and `python -m ph2_tf predict`) serve a model's highest version, so 
 is published only when, measured through its own serving signature on the validation split,
 it beats the version being served, or when the caller insists (`force=True`). Each published
 version gets a `metrics.json` measured the same way, on the validation and test splits.
+
+A version is assembled whole (SavedModel and `metrics.json`) in the model's staging folder and
+renamed to its number in one step (`ph2_tf.serving.versions`); `models.config` and the model's
+card are then rewritten atomically. Killed at any point, publishing leaves the served version
+as it was, or the new version complete; a rerun removes the stray staging folder and rewrites
+`models.config` and the card, published or not.
 """
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from ph2_tf import provenance
+from ph2_tf import files, provenance
 from ph2_tf.evaluation import evaluate
 from ph2_tf.serving import versions
 
 METRICS_FILE = "metrics.json"
 SELECTION_SPLIT = "validation"
 SELECTION_METRIC = "jaccard"
+MEASURED_SPLITS = (SELECTION_SPLIT, "test")
 
 
 def best_per_model(records):
@@ -55,14 +61,12 @@ def best_per_model(records):
 
 
 def _signature(version_dir):
-    import tensorflow as tf  # exported models run on TensorFlow; the rest of this module not
+    from ph2_tf.serving import export  # exported models run on TensorFlow; the rest of this not
 
-    from ph2_tf.serving import export
-
-    return tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE]
+    return export.load_saved_model(version_dir).signatures[export.SIGNATURE]
 
 
-def measure(version_dir, splits=(SELECTION_SPLIT, "test"), *, data_dir=None, manual_dir=None):
+def measure(version_dir, splits=MEASURED_SPLITS, *, data_dir=None, manual_dir=None):
     """Metrics of an exported SavedModel through its serving signature, at original size.
 
     Args:
@@ -117,26 +121,68 @@ def candidate_score(model, image_size, *, threshold=0.5, data_dir=None, manual_d
         return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
 
 
-def write_metrics(version_dir, source, *, data_dir=None, manual_dir=None):
-    """Measures a SavedModel on the validation and test splits and writes its `metrics.json`.
+def metrics_summary(version_dir, source, *, measured=None, data_dir=None, manual_dir=None):
+    """A SavedModel's `metrics.json` contents, measured on the validation and test splits.
+
+    Args:
+        version_dir: a SavedModel directory.
+        source: JSON-serialisable description of where the model comes from (run, record).
+        measured: `measure`'s result for splits already measured, which are not measured again.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+
+    Returns:
+        The dict `write_metrics` writes.
+    """
+    splits = dict(measured or {})
+    missing = [split for split in MEASURED_SPLITS if split not in splits]
+    if missing:
+        splits.update(measure(version_dir, missing, data_dir=data_dir, manual_dir=manual_dir))
+    return {
+        "source": source,
+        "measured": "serving_default signature, uint8 images at original size, mask output",
+        "splits": {split: splits[split] for split in MEASURED_SPLITS},
+        "provenance": provenance.collect(),
+    }
+
+
+def write_metrics(version_dir, source, *, measured=None, data_dir=None, manual_dir=None):
+    """Measures a SavedModel on the validation and test splits and writes its `metrics.json`,
+    atomically.
 
     Args:
         version_dir: a SavedModel version directory.
         source: JSON-serialisable description of where the model comes from (run, record).
+        measured: `measure`'s result for splits already measured, which are not measured again.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
 
     Returns:
         The dict written.
     """
-    summary = {
-        "source": source,
-        "measured": "serving_default signature, uint8 images at original size, mask output",
-        "splits": measure(version_dir, data_dir=data_dir, manual_dir=manual_dir),
-        "provenance": provenance.collect(),
-    }
-    (Path(version_dir) / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    summary = metrics_summary(
+        version_dir, source, measured=measured, data_dir=data_dir, manual_dir=manual_dir
+    )
+    files.write_json(Path(version_dir) / METRICS_FILE, summary)
     return summary
+
+
+def write_served_files(base_dir, model_name, serving_root=versions.DOCKER_SERVING_ROOT):
+    """Rewrites `<base_dir>/models.config` and the card of `model_name`'s highest version.
+
+    Args:
+        base_dir: TF Serving model root.
+        model_name: the model whose card is rewritten.
+        serving_root: `base_dir` as the server sees it (`export.write_models_config`).
+
+    Returns:
+        The path of `models.config`.
+    """
+    from ph2_tf.serving import cards, export  # imports TensorFlow
+
+    config = export.write_models_config(base_dir, serving_root=serving_root)
+    cards.write_card(Path(base_dir) / model_name)
+    return config
 
 
 def serving_options(version_dir):
@@ -149,11 +195,26 @@ def serving_options(version_dir):
         `{"threshold": float, "largest_component": bool}` as exported, or `{}` for a version
         published before this was recorded (its graph only thresholds).
     """
-    metrics_path = Path(version_dir) / METRICS_FILE
-    if not metrics_path.exists():
-        return {}
-    source = json.loads(metrics_path.read_text()).get("source")
+    source = read_metrics(version_dir).get("source")
     return source.get("serving", {}) if isinstance(source, dict) else {}
+
+
+def read_metrics(version_dir):
+    """A version's `metrics.json`, or `{}` for a version without one.
+
+    Raises:
+        ValueError: a `metrics.json` that is not a JSON object; the message names it.
+    """
+    path = Path(version_dir) / METRICS_FILE
+    if not path.exists():
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{str(path)!r} does not hold a JSON object")
+    return metrics
 
 
 def load_published_model(version_dir):
@@ -174,22 +235,25 @@ def load_published_model(version_dir):
     Raises:
         ValueError: no `metrics.json` with a training config, or weights that do not match it.
     """
-    import tensorflow as tf  # reads a SavedModel
-
-    from ph2_tf.serving import export, folding
+    from ph2_tf.serving import export, folding  # reads a SavedModel: TensorFlow
     from ph2_tf.training import train
 
     version_dir = Path(version_dir)
     metrics_path = version_dir / METRICS_FILE
-    source = json.loads(metrics_path.read_text()).get("source") if metrics_path.exists() else None
+    source = read_metrics(version_dir).get("source")
     if not isinstance(source, dict) or not isinstance(source.get("config"), dict):
         raise ValueError(
             f"{str(metrics_path)!r} does not record the training config (source.config) that "
             "the model was built from"
         )
     # The config's paths (data, init_from) may be long gone; only the architecture is needed.
-    model = train.build_configured_model(SimpleNamespace(**source["config"]))
-    loaded = tf.saved_model.load(str(version_dir))  # owns the variables: keep it referenced
+    try:
+        model = train.build_configured_model(SimpleNamespace(**source["config"]))
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a field missing or bad
+        raise ValueError(
+            f"{str(metrics_path)!r}: its training config (source.config) builds no model: {error}"
+        ) from None
+    loaded = export.load_saved_model(version_dir)  # owns the variables: keep it referenced
     saved = {
         variable.name.removesuffix(":0"): variable.numpy()
         for variable in loaded.signatures[export.SIGNATURE].variables
@@ -217,18 +281,20 @@ def publish(
     threshold=0.5,
     largest_component=False,
     force=False,
+    serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
     log=print,
 ):
     """Exports `model` as the next version of `model_name` if it beats the served version.
 
-    The candidate is exported to a staging directory (TF Serving ignores non-numeric names) and
-    measured through its signature on the validation split; the served (highest) version is
-    measured the same way. Only a strictly better candidate, or any with `force`, is renamed
-    to the next version number, measured into its `metrics.json`, and the model's card
-    (`ph2_tf.serving.cards`) rewritten; otherwise the staging directory is removed. Either way
-    `log` is told what happened and why.
+    The candidate is exported to the model's staging folder (`versions.staging`) and measured
+    through its signature on the validation split; the served (highest) version is measured the
+    same way. A strictly better candidate, or any with `force`, is measured on the test split
+    too, given its `metrics.json` and renamed to the next version number; otherwise it is
+    removed. Either way `models.config` and the model's card (`ph2_tf.serving.cards`) are
+    rewritten, which repairs them after an interrupted earlier call, and `log` is told what
+    happened and why.
 
     Args:
         model: the Keras model (float32 images in [0, 1] -> logits).
@@ -239,46 +305,98 @@ def publish(
         threshold: probability at or above which the signatures' `mask` is 1.
         largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
         force: publish even if not better than the served version.
+        serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
         log: function receiving one line of text per decision.
 
     Returns:
         The new version directory, or None when nothing was published.
-    """
-    from ph2_tf.serving import cards, export  # imports TensorFlow
 
+    Raises:
+        ValueError: non-finite weights, or a threshold not strictly between 0 and 1.
+        versions.PublishingError: another process is publishing a version of this model.
+    """
+    from ph2_tf.serving import export  # imports TensorFlow
+
+    export.check_finite(model)
     model_dir = Path(base_dir) / model_name
-    staging = model_dir / ".candidate"
-    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted earlier call
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    export.write_saved_model(model, staging, image_size, threshold, largest_component)
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
-    try:
-        score = selection_score(staging, **common)
+    with versions.staging(model_dir) as staged:
+        export.write_saved_model(model, staged, image_size, threshold, largest_component)
+        measured = measure(staged, [SELECTION_SPLIT], **common)
+        score = measured[SELECTION_SPLIT]["metrics"][SELECTION_METRIC]
         served = versions.served_versions(model_dir)
         name = source.get("name", "candidate")
         what = f"{model_name}: {name} ({SELECTION_SPLIT} Jaccard {score:.4f})"
+        reason = "no version served yet"
         if served:
             current_score = selection_score(served[-1], **common)
+            reason = f"served version {served[-1].name} has {current_score:.4f}"
             if score <= current_score and not force:
+                write_served_files(base_dir, model_name, serving_root)
                 log(
                     f"{what} is not better than served version {served[-1].name} "
                     f"({current_score:.4f}); not published (publish anyway with "
                     "--force-export)"
                 )
                 return None
-            reason = f"served version {served[-1].name} has {current_score:.4f}"
             reason += ", published because forced" if score <= current_score else ""
-        else:
-            reason = "no version served yet"
-        path = model_dir / str(versions.next_version(model_dir))
-        staging.rename(path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    write_metrics(path, source, **common)
-    # TF Serving's Docker image conventionally sees the model root mounted at /models.
-    export.write_models_config(base_dir, serving_root="/models")
-    cards.write_card(model_dir)
+        write_metrics(staged, source, measured=measured, **common)
+        path = versions.promote(staged)
+        write_served_files(base_dir, model_name, serving_root)
     log(f"{what}: published as {path} ({reason})")
+    return path
+
+
+def export_measured(
+    model,
+    *,
+    base_dir,
+    model_name,
+    image_size,
+    source,
+    version=None,
+    threshold=0.5,
+    largest_component=False,
+    serving_root=versions.DOCKER_SERVING_ROOT,
+    data_dir=None,
+    manual_dir=None,
+):
+    """Exports `model` as a version with its `metrics.json`, whatever the served version scores.
+
+    Assembled in the staging folder like `publish`'s versions, so that no version is ever
+    served without its metrics; then `models.config` and the card are rewritten.
+
+    Args:
+        model: the Keras model (float32 images in [0, 1] -> logits).
+        base_dir: TF Serving model root.
+        model_name: TF Serving model name.
+        image_size: the model's training size.
+        source: JSON-serialisable description of the model's origin, kept in `metrics.json`.
+        version: positive int; the next free number when None.
+        threshold: probability at or above which the signatures' `mask` is 1.
+        largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
+        serving_root: `base_dir` as the server sees it, written into `models.config`.
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+
+    Returns:
+        The new version directory.
+
+    Raises:
+        ValueError: non-finite weights or a bad threshold.
+        versions.PublishingError: `version` not a positive int or taken, or another process
+            publishing a version of this model.
+    """
+    from ph2_tf.serving import export  # imports TensorFlow
+
+    model_dir = Path(base_dir) / model_name
+    versions.require_free(model_dir, version)
+    export.check_finite(model)
+    with versions.staging(model_dir) as staged:
+        export.write_saved_model(model, staged, image_size, threshold, largest_component)
+        write_metrics(staged, source, data_dir=data_dir, manual_dir=manual_dir)
+        path = versions.promote(staged, version)
+        write_served_files(base_dir, model_name, serving_root)
     return path

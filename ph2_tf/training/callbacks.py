@@ -154,19 +154,29 @@ class BestCheckpoint(keras.callbacks.Callback):
     `ModelCheckpoint` writes in place). With `averaged`, the saved weights are the optimizer's
     moving average, which validation scored; training goes on with the raw weights.
 
+    On a resumed run, the best value to beat is read from the run's log when the first epoch
+    begins, after `EpochLog` (placed before this callback) has dropped the rows of epochs the
+    restored state does not include: an epoch whose model may never have been saved does not
+    count.
+
     Args:
-        path: the `.keras` file.
+        path: the `.keras` file; the run's `log.csv` is beside it.
         monitor: the log entry to maximise.
-        initial_best: the best value already reached (on resume), or None.
         averaged: save the moving average of the weights (`use_ema`).
     """
 
-    def __init__(self, path, monitor, initial_best=None, averaged=False):
+    def __init__(self, path, monitor, averaged=False):
         super().__init__()
         self.path = pathlib.Path(path)
         self.monitor = monitor
-        self.best = initial_best
         self.averaged = averaged
+        self.best = None
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self.best = max(read_log(self.path.parent).get(self.monitor, []), default=None)
+            self._started = True
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -221,11 +231,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         shutil.rmtree(self._previous, ignore_errors=True)
 
 
-def _best_logged(out_dir, monitor):
-    """Best (max) value of `monitor` in an existing run log, or None."""
-    return max(read_log(out_dir).get(monitor, []), default=None)
-
-
 def make_callbacks(cfg, out_dir):
     """Callbacks of a training run.
 
@@ -254,13 +259,7 @@ def make_callbacks(cfg, out_dir):
         # The best model before the backup: a kill between the two retrains the epoch, whereas
         # the other order could log an epoch whose better model was never saved.
         callbacks += [
-            BestCheckpoint(
-                out_dir / BEST_MODEL_FILE,
-                MONITOR,
-                # On resume, only an epoch better than those already logged replaces it.
-                initial_best=_best_logged(out_dir, MONITOR),
-                averaged=averaged,
-            ),
+            BestCheckpoint(out_dir / BEST_MODEL_FILE, MONITOR, averaged=averaged),
             AtomicBackupAndRestore(out_dir / BACKUP_DIR),
         ]
     if averaged:

@@ -34,7 +34,7 @@ EPOCH_SECONDS = "epoch_seconds"
 BACKUP_DIR = "backup"
 LOCK_FILE = ".lock"
 # Where a run's files are and where its data is read from: they do not change what it learns.
-PATH_FIELDS = ("out_dir", "init_from", "data_dir", "manual_dir")
+PATH_FIELDS = ("out_dir", "data_dir", "manual_dir")
 
 
 class RunDirError(ValueError):
@@ -72,6 +72,9 @@ def load_trained(run_dir):
 
     Returns:
         `(model, cfg)`; the model is not compiled.
+
+    Raises:
+        RunDirError: no `best.keras`, or it or `config.json` cannot be read.
     """
     run_dir = pathlib.Path(run_dir)
     path = run_dir / BEST_MODEL_FILE
@@ -79,15 +82,33 @@ def load_trained(run_dir):
         raise RunDirError(f"{run_dir}: no {BEST_MODEL_FILE}: train the run first")
     if not zipfile.is_zipfile(path):
         raise RunDirError(f"{path}: not a readable Keras model file (damaged or cut short)")
-    return keras.models.load_model(path, compile=False), TrainConfig.load(run_dir / CONFIG_FILE)
+    try:
+        cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    except (OSError, ValueError, TypeError) as error:  # missing, not JSON, unknown or bad fields
+        reason = getattr(error, "strerror", None) or error  # an OSError's without the path
+        raise RunDirError(f"{run_dir / CONFIG_FILE}: not a readable run config: {reason}") from None
+    return load_keras_model(path), cfg
+
+
+def load_keras_model(path):
+    """`keras.models.load_model(path, compile=False)`, a damaged file raised as `RunDirError`.
+
+    Raises:
+        RunDirError: `path` is missing, not a zip, or a zip whose members are missing or cut
+            short; the message names the file.
+    """
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RunDirError(f"{path}: not a readable Keras model file ({first_line})") from None
 
 
 def default_out_dir(cfg, root="runs"):
     """A run directory named after everything in `cfg` that changes what the run learns.
 
     The name spells out the usual choices and ends with a short digest of every field but
-    `PATH_FIELDS` (plus `init_from`, which does change the result), so that two configs that
-    differ anywhere never share a folder.
+    `PATH_FIELDS`, so that two configs that differ anywhere never share a folder.
 
     Example: `runs/unet-bce-lr0.0001-e50-seed0-96px-w0.125-none-1a2b3c`.
     """
@@ -103,8 +124,14 @@ def default_out_dir(cfg, root="runs"):
 
 
 def differing_fields(recorded, cfg):
-    """The fields, other than `PATH_FIELDS`, in which two configs differ, in field order."""
+    """The fields, other than `PATH_FIELDS`, in which two configs differ, in field order.
+
+    `init_from` is compared as the file it names, however the path is spelled.
+    """
     ours, theirs = dataclasses.asdict(cfg), dataclasses.asdict(recorded)
+    for config in (ours, theirs):
+        if config.get("init_from") is not None:
+            config["init_from"] = os.path.realpath(config["init_from"])
     return [f for f in ours if f not in PATH_FIELDS and ours[f] != theirs.get(f)]
 
 

@@ -108,15 +108,19 @@ def build_and_compile(cfg):
 
 
 def _load_initial_weights(model, path):
-    """Copies the weights of the model saved at `path` into `model`, which must match it."""
-    saved = keras.models.load_model(path, compile=False)
+    """Copies the weights of the model saved at `path` into `model`, which must match it.
+
+    Raises:
+        RunDirError: `path` is not a readable Keras model, or holds another architecture.
+    """
+    saved = runs.load_keras_model(path)
     mismatch = [
         f"{ours.path} {tuple(ours.shape)} against {tuple(theirs.shape)}"
         for ours, theirs in zip(model.weights, saved.weights, strict=False)
         if tuple(ours.shape) != tuple(theirs.shape)
     ]
     if len(model.weights) != len(saved.weights) or mismatch:
-        raise ValueError(
+        raise runs.RunDirError(
             f"init_from {str(path)!r} holds a different model from the configured one: "
             f"{len(saved.weights)} weights against {len(model.weights)}"
             + (f"; first mismatch: {mismatch[0]}" if mismatch else "")
@@ -225,7 +229,6 @@ def train(cfg, *, overwrite=False, strategy=None, model=None, extra_callbacks=()
 def _fit(cfg, out_dir, strategy, model, extra_callbacks, verbose):
     """The body of `train`, once the run directory is this process's."""
     train_data, val_data = _datasets(cfg)
-    cfg.save(out_dir / CONFIG_FILE)  # after the data, so that a run without data leaves nothing
     if model is None:
         # Seeded again: preparing the dataset on first use consumes random state, and the
         # first run must initialise its weights as every later run with this seed does.
@@ -233,6 +236,9 @@ def _fit(cfg, out_dir, strategy, model, extra_callbacks, verbose):
         use_local_accelerators()
         with strategy_scope(strategy):
             model = build_and_compile(cfg)
+    # After the data and the model (its init_from read), so that a run without either leaves
+    # nothing.
+    cfg.save(out_dir / CONFIG_FILE)
     model.fit(
         train_data,
         validation_data=val_data,

@@ -4,7 +4,8 @@ Usage: python serve_saved_model.py SAVED_MODEL_DIR IMAGE_NPY RESULT_NPZ RESULT_J
 
 Runs the `serving_default` signature on the uint8 image batch in IMAGE_NPY and saves its outputs
 to RESULT_NPZ; then calls it with a float32 batch and with a rank-3 image, and writes what
-happened (error type and message) to RESULT_JSON, with whether `ph2_tf` was ever imported.
+happened (error type and message) to RESULT_JSON, with the outputs' shapes for an empty batch and
+for 1x1 images, and whether `ph2_tf` was ever imported.
 """
 
 import json
@@ -31,6 +32,13 @@ def main(saved_model_dir, image_path, result_path, report_path):
     report = {
         "float32": rejection(serve, tf.constant(images, tf.float32)),
         "rank3": rejection(serve, tf.constant(images[0])),
+        "shapes": {
+            name: {key: value.shape.as_list() for key, value in serve(images=batch).items()}
+            for name, batch in (
+                ("empty", tf.zeros([0, 30, 40, 3], tf.uint8)),
+                ("1x1", tf.zeros([2, 1, 1, 3], tf.uint8)),
+            )
+        },
         "ph2_tf_imported": any(name.split(".")[0] == "ph2_tf" for name in sys.modules),
     }
     with open(report_path, "w") as f:
