@@ -52,16 +52,21 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
     assert metrics["provenance"]["backend"] == "tensorflow"
 
     assert publish_model(background, "same again", base_dir, ph2_dummy, lines) is None
-    assert "is not better than served version 1" in lines[-1]
+    assert "not published (against served version 1: selection gain +0.0000" in lines[-1]
     assert "**version 1**" in (base_dir / "ph2_unet" / cards.CARD_FILE).read_text()
 
     second = publish_model(lesion, "lesion", base_dir, ph2_dummy, lines)
     assert second == base_dir / "ph2_unet" / "2" and "published" in lines[-1]
-    lesion_jaccard = json.loads((second / publish.METRICS_FILE).read_text())["splits"]
-    assert lesion_jaccard["validation"]["metrics"]["jaccard"] > 0.0
+    second_metrics = json.loads((second / publish.METRICS_FILE).read_text())
+    assert second_metrics["splits"]["validation"]["metrics"]["jaccard"] > 0.0
+    # The decision and its numbers are kept with the version.
+    decided = second_metrics["source"]["publishing"]
+    gain = decided["gains"]["ph2_validation"]
+    assert gain["images"] == second_metrics["splits"]["validation"]["num_images"]
+    assert gain["gain"] > 2 * gain["standard_error"] and "PH2 validation" in decided["rule"]
 
     assert publish_model(background, "worse", base_dir, ph2_dummy, lines) is None
-    assert "not better than served version 2" in lines[-1]
+    assert "not published (against served version 2: selection gain -" in lines[-1]
     forced = publish_model(background, "worse, forced", base_dir, ph2_dummy, lines, force=True)
     assert forced == base_dir / "ph2_unet" / "3" and "forced" in lines[-1]
 
@@ -69,6 +74,23 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
     assert "**version 3**" in (base_dir / "ph2_unet" / cards.CARD_FILE).read_text()
     assert not (base_dir / "ph2_unet" / versions.STAGING_DIR).exists()
     assert 'name: "ph2_unet"' in (base_dir / export.MODELS_CONFIG).read_text()
+
+
+def test_the_selection_folder_is_the_signal_and_ph2_validation_only_guards():
+    served = {"ph2_validation": {"a": 0.8, "b": 0.9, "c": 0.7}, "isic": {"x": 0.5, "y": 0.6}}
+    # Much better on the selection folder, equal on PH2 validation: published.
+    better = {"ph2_validation": dict(served["ph2_validation"]), "isic": {"x": 0.7, "y": 0.81}}
+    decision, record = publish.publishing_decision(better, served)
+    assert decision.publish and "on isic" in record["rule"]
+    assert record["gains"]["isic"]["gain"] == pytest.approx(0.205)
+    # The same gain, but PH2 validation loses beyond its noise: refused.
+    worse_on_ph2 = {"ph2_validation": {"a": 0.5, "b": 0.6, "c": 0.4}, "isic": better["isic"]}
+    decision, _ = publish.publishing_decision(worse_on_ph2, served)
+    assert not decision.publish and "PH2 validation gain -0.3000" in decision.reason
+    # Without a selection folder, PH2 validation is the signal.
+    only_ph2 = {"ph2_validation": served["ph2_validation"]}
+    decision, record = publish.publishing_decision(only_ph2, only_ph2)
+    assert not decision.publish and "on ph2_validation" in record["rule"]
 
 
 def test_best_per_model_skips_diverged_seeds():

@@ -408,7 +408,7 @@ def test_rerun_skips_finished_trials(finished_run, ph2_dummy, capsys):
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "records").glob("*.json")}
     assert after == records  # nothing rewritten
     # Neither is anything exported twice: the same model is not better than itself.
-    assert "is not better than served version 1" in out
+    assert "not published (against served version 1: selection gain +0.0000" in out
     model_dir = tmp_path / "saved_models" / "ph2_unet"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "README.md"]  # README: its card
 

@@ -64,10 +64,18 @@ def add_parser(commands):
     export.add_argument(
         "--if-better",
         action="store_true",
-        help="publish as the next version only if it beats the served (highest) version, both "
-        "measured through their serving signature on the validation split (with "
-        "--from-saved-model: the same weights in another serving graph); writes "
-        "metrics.json (needs the dataset: --data-dir, --manual-dir)",
+        help="publish as the next version only if it beats the served (highest) version by "
+        "more than noise: paired per-image Jaccard gain through both signatures above twice "
+        "its standard error on the selection set (--selection-set, else PH2 validation), and "
+        "no loss beyond noise on PH2 validation (with --from-saved-model: the same weights in "
+        "another serving graph); writes metrics.json (needs the dataset: --data-dir, "
+        "--manual-dir)",
+    )
+    export.add_argument(
+        "--selection-set",
+        help="with --if-better: an ISIC-layout folder (images/*.jpg, masks/<id>_segmentation.png) "
+        "of other clinics' images to choose on beside PH2 validation, e.g. "
+        "../shared/external/isic2017-select",
     )
     export.add_argument(
         "--config",
@@ -86,6 +94,11 @@ def run(args):
     """
     if args.if_better and args.version is not None:
         return fail(args, f"--if-better picks the version itself; drop --version {args.version}")
+    if args.selection_set is not None:
+        if not args.if_better:
+            return fail(args, "--selection-set is for --if-better, which chooses")
+        if not pathlib.Path(args.selection_set, "images").is_dir():
+            return fail(args, f"--selection-set {args.selection_set}: no images/ folder there")
     if not (args.if_better or args.from_saved_model):
         refused = refuse_unused(
             args,
@@ -135,6 +148,7 @@ def run(args):
                 serving_root=args.serving_root,
                 data_dir=args.data_dir or cfg.data_dir,
                 manual_dir=args.manual_dir or cfg.manual_dir,
+                selection_dir=args.selection_set,
                 **common,
             )
             print(json.dumps({"saved_model": None if path is None else str(path)}))
@@ -223,7 +237,7 @@ def _export_again(args):
     )
     try:
         if args.if_better:
-            path = publish.publish(**common)
+            path = publish.publish(**common, selection_dir=args.selection_set)
             print(json.dumps({"saved_model": None if path is None else str(path)}))
             return 0
         path = publish.export_measured(version=args.version, **common)

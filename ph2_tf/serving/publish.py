@@ -1,9 +1,14 @@
 """Choosing and publishing models to TF Serving's `saved_models/` without replacing a better one.
 
-TF Serving (and `python -m ph2_tf predict`) serve a model's highest version, so a new version
-is published only when, measured through its own serving signature on the validation split,
-it beats the version being served, or when the caller insists (`force=True`). Each published
-version gets a `metrics.json` measured the same way, on the validation and test splits.
+TF Serving (and `ph2-seg predict`) serve a model's highest version, so a new version is
+published only when it beats the version being served by more than noise, or when the caller
+insists (`force=True`). Both are scored image by image through their own serving signature at
+original size, on PH2 validation and, when a selection folder is given (such as ISIC-select,
+images from other clinics), on that folder too; `selection.decide` then applies the rule: the
+paired gain on the selection signal (the folder, else PH2 validation) must exceed twice its
+standard error, and PH2 validation may lose no more than noise. The decision and its numbers are
+recorded in the version's `metrics.json` (`source.publishing`). Each published version gets a
+`metrics.json` measured on the validation and test splits.
 
 A version is assembled whole (SavedModel and `metrics.json`) in the model's staging folder and
 renamed to its number in one step (`ph2_tf.serving.versions`); `models.config` and the model's
@@ -20,8 +25,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from ph2_tf import files, provenance
-from ph2_tf.evaluation import evaluate
-from ph2_tf.serving import versions
+from ph2_tf.data import external
+from ph2_tf.evaluation import evaluate, scoring
+from ph2_tf.serving import selection, versions
 
 METRICS_FILE = "metrics.json"
 SELECTION_SPLIT = "validation"
@@ -98,6 +104,65 @@ def selection_score(version_dir, *, data_dir=None, manual_dir=None):
     """
     result = measure(version_dir, [SELECTION_SPLIT], data_dir=data_dir, manual_dir=manual_dir)
     return result[SELECTION_SPLIT]["metrics"][SELECTION_METRIC]
+
+
+def selection_sets(*, data_dir=None, manual_dir=None, selection_dir=None):
+    """The image sets a publishing choice is scored on.
+
+    Args:
+        data_dir: TFDS data directory.
+        manual_dir: PH2 manual directory.
+        selection_dir: None, or an ISIC-layout folder (`images/`, `masks/`) of images from
+            other clinics kept for choosing, such as `../shared/external/isic2017-select`.
+
+    Returns:
+        `{"ph2_validation": cases}`, plus `{<folder name>: cases}` with `selection_dir`.
+
+    Raises:
+        ValueError: `selection_dir` holds no images.
+    """
+    common = dict(data_dir=data_dir, manual_dir=manual_dir)
+    sets = {"ph2_validation": external.ph2_cases(SELECTION_SPLIT, **common)}
+    if selection_dir is not None:
+        cases = external.folder_cases(selection_dir)
+        if not cases:
+            raise ValueError(f"selection set {selection_dir}: no images/*.jpg with their masks")
+        sets[Path(selection_dir).name] = cases
+    return sets
+
+
+def per_image_jaccard(version_dir, sets):
+    """`{set name: {image id: Jaccard}}` of a SavedModel's `mask` through its signature."""
+    predict = scoring.signature_predictor(_signature(version_dir), "mask")
+    jaccards = {}
+    for name, cases in sets.items():
+        scores = scoring.score_at_original_size(predict, cases)
+        jaccards[name] = dict(zip(scores.image_ids, scores.per_image["jaccard"], strict=True))
+    return jaccards
+
+
+def publishing_decision(candidate, served):
+    """`selection.decide` on per-image Jaccards from `per_image_jaccard` of the same sets.
+
+    The selection signal is the selection folder when there is one, else PH2 validation.
+
+    Returns:
+        `(decision, record)`: the `selection.Decision`, and what `metrics.json` keeps of it.
+    """
+    gains = {name: selection.paired_gain(candidate[name], served[name]) for name in candidate}
+    signal = next((name for name in gains if name != "ph2_validation"), "ph2_validation")
+    decision = selection.decide(gains[signal], gains["ph2_validation"])
+    record = {
+        "rule": f"paired per-image Jaccard gain over the served version > "
+        f"{selection.NOISE_MULTIPLE:g} x its standard error on {signal}, and PH2 validation "
+        f"gain >= -{selection.NOISE_MULTIPLE:g} x its standard error",
+        "gains": {
+            name: {"gain": g.gain, "standard_error": g.standard_error, "images": g.images}
+            for name, g in gains.items()
+        },
+        "decision": decision.reason,
+    }
+    return decision, record
 
 
 def candidate_score(model, image_size, *, threshold=0.5, data_dir=None, manual_dir=None):
@@ -284,14 +349,16 @@ def publish(
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
+    selection_dir=None,
     log=print,
 ):
     """Exports `model` as the next version of `model_name` if it beats the served version.
 
-    The candidate is exported to the model's staging folder (`versions.staging`) and measured
-    through its signature on the validation split; the served (highest) version is measured the
-    same way. A strictly better candidate, or any with `force`, is measured on the test split
-    too, given its `metrics.json` and renamed to the next version number; otherwise it is
+    The candidate is exported to the model's staging folder (`versions.staging`) and scored
+    image by image through its signature on `selection_sets`; the served (highest) version is
+    scored the same way, and `publishing_decision` applies the noise rule. A candidate that
+    passes it, or any with `force`, is measured on the test split too, given its `metrics.json`
+    (with the decision's numbers) and renamed to the next version number; otherwise it is
     removed. Either way `models.config` and the model's card (`ph2_tf.serving.cards`) are
     rewritten, which repairs them after an interrupted earlier call, and `log` is told what
     happened and why.
@@ -308,13 +375,15 @@ def publish(
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
+        selection_dir: an ISIC-layout folder to choose on beside PH2 validation, or None.
         log: function receiving one line of text per decision.
 
     Returns:
         The new version directory, or None when nothing was published.
 
     Raises:
-        ValueError: non-finite weights, or a threshold not strictly between 0 and 1.
+        ValueError: non-finite weights, a threshold not strictly between 0 and 1, or an empty
+            `selection_dir`.
         versions.PublishingError: another process is publishing a version of this model.
     """
     from ph2_tf.serving import export  # imports TensorFlow
@@ -322,27 +391,23 @@ def publish(
     export.check_finite(model)
     model_dir = Path(base_dir) / model_name
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
+    sets = selection_sets(**common, selection_dir=selection_dir)
     with versions.staging(model_dir) as staged:
         export.write_saved_model(model, staged, image_size, threshold, largest_component)
-        measured = measure(staged, [SELECTION_SPLIT], **common)
-        score = measured[SELECTION_SPLIT]["metrics"][SELECTION_METRIC]
+        candidate = per_image_jaccard(staged, sets)
         served = versions.served_versions(model_dir)
-        name = source.get("name", "candidate")
-        what = f"{model_name}: {name} ({SELECTION_SPLIT} Jaccard {score:.4f})"
+        what = f"{model_name}: {source.get('name', 'candidate')}"
         reason = "no version served yet"
         if served:
-            current_score = selection_score(served[-1], **common)
-            reason = f"served version {served[-1].name} has {current_score:.4f}"
-            if score <= current_score and not force:
+            decision, record = publishing_decision(candidate, per_image_jaccard(served[-1], sets))
+            reason = f"against served version {served[-1].name}: {decision.reason}"
+            if not decision.publish and not force:
                 write_served_files(base_dir, model_name, serving_root)
-                log(
-                    f"{what} is not better than served version {served[-1].name} "
-                    f"({current_score:.4f}); not published (publish anyway with "
-                    "--force-export)"
-                )
+                log(f"{what} not published ({reason}; publish anyway with --force-export)")
                 return None
-            reason += ", published because forced" if score <= current_score else ""
-        write_metrics(staged, source, measured=measured, **common)
+            reason += ", published because forced" if not decision.publish else ""
+            source = {**source, "publishing": record}
+        write_metrics(staged, source, **common)
         path = versions.promote(staged)
         write_served_files(base_dir, model_name, serving_root)
     log(f"{what}: published as {path} ({reason})")
