@@ -102,6 +102,7 @@ def test_keras_file_round_trip(tmp_path, num_classes):
     assert restored.get_compile_config() == model.get_compile_config()
 
 
+@pytest.mark.slow
 def test_export_and_serve(tmp_path):
     model, images = _compiled_segnet()
     model.export(str(tmp_path / "export"), verbose=False)

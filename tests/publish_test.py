@@ -38,6 +38,7 @@ def publish_model(model, name, base_dir, ph2_dummy, lines, force=False):
     )
 
 
+@pytest.mark.slow
 def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
     base_dir, lines = tmp_path / "saved_models", []
     background, lesion = constant_model(-50.0), constant_model(50.0)
@@ -123,6 +124,7 @@ def test_export_refuses_non_finite_weights(tmp_path):
     assert not (tmp_path / "broken").exists()
 
 
+@pytest.mark.slow
 def test_export_if_better_publishes_a_run_only_when_it_beats_the_served_version(
     ph2_dummy, tmp_path, capsys
 ):
@@ -161,6 +163,7 @@ def test_export_if_better_refuses_a_version(tmp_path, capsys):
     assert "--if-better picks the version itself; drop --version 3" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_from_saved_model_serves_the_same_model_as_a_new_version(
     ph2_dummy, tmp_path, capsys
 ):
@@ -241,6 +244,7 @@ def test_export_from_saved_model_refuses_a_version_without_its_training_config(t
     assert not (tmp_path / "saved_models" / "ph2_unet" / versions.STAGING_DIR).exists()
 
 
+@pytest.mark.slow
 def test_export_from_saved_model_if_better_publishes_a_better_serving_graph(
     ph2_dummy, tmp_path, capsys
 ):
