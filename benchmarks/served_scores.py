@@ -9,10 +9,15 @@ It is a script rather than a module of `ph2_tf.experiments` because `python -m` 
 package first.
 
 For each SavedModel and each signature (`serving_default`, and `serving_flip_tta` where
-present): mean per-image Jaccard and Dice of the `mask` output at original size, on the PH2 test
-split and on the ISIC-2017 images of `--isic-dir` when it exists (evaluation only: never trained
-on, never chosen on). With `--per-image`, each image's Jaccard too, by case id, with its
-lesion's share of the image (`python -m ph2_tf.experiments.lesion_share` tabulates those).
+present): mean per-image Jaccard, thresholded Jaccard and Dice of the `mask` output at original
+size, on the PH2 test split and on the ISIC-2017 images of `--isic-dir` when it exists
+(evaluation only: never trained on, never chosen on). With `--per-image`, each image's Jaccard
+too, by case id, with its lesion's share of the image (`python -m ph2_tf.experiments.lesion_share`
+tabulates those).
+
+The thresholded Jaccard is the ISIC challenge's score (ISIC 2018 task 1), as its reference scorer
+`isic-challenge-scoring` computes it: an image's Jaccard counts when it is at least 0.65 and as 0
+below, so a model that misses some lesions badly scores lower on it than on the mean.
 
     python benchmarks/served_scores.py --data-dir /tmp/tfds \\
         saved_models/ph2_unet/1 saved_models/ph2_unet/2 > results/v2-models/served_scores.json
@@ -30,6 +35,8 @@ from PIL import Image
 
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "external" / "isic2017-dev"
 SIGNATURES = ("serving_default", "serving_flip_tta")
+# ISIC 2018 task 1: a per-image Jaccard below this counts as 0.
+ISIC_JACCARD_THRESHOLD = 0.65
 
 
 def ph2_test(data_dir):
@@ -54,7 +61,10 @@ def isic_dev(isic_dir):
 
 
 def scores(serve, cases, per_image=False):
-    """Mean Jaccard and Dice of a signature's `mask` (1 each where both masks are empty)."""
+    """Mean Jaccard, thresholded Jaccard and Dice of a signature's `mask`.
+
+    Jaccard and Dice are 1 where both masks are empty, as in the ISIC reference scorer.
+    """
     jaccards, dices, lesion_shares = [], [], []
     for _, image, truth in cases:
         predicted = serve(images=tf.constant(image[None]))["mask"].numpy()[0, ..., 0] > 0
@@ -63,7 +73,13 @@ def scores(serve, cases, per_image=False):
         jaccards.append(intersection / union if union else 1.0)
         dices.append(2 * intersection / (predicted.sum() + truth.sum()) if union else 1.0)
         lesion_shares.append(truth.mean())
-    result = {"images": len(cases), "jaccard": np.mean(jaccards), "dice": np.mean(dices)}
+    kept = np.array(jaccards) >= ISIC_JACCARD_THRESHOLD
+    result = {
+        "images": len(cases),
+        "jaccard": np.mean(jaccards),
+        "thresholded_jaccard": np.mean(np.where(kept, jaccards, 0.0)),
+        "dice": np.mean(dices),
+    }
     if per_image:
         result["per_image"] = {
             name: {"jaccard": jaccard, "lesion_share": share}

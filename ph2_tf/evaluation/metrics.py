@@ -7,12 +7,14 @@ images (so a small lesion weighs as much as a large one, as in ISIC 2018):
   image is skin, so an all-background prediction already scores high (`docs/findings.md`).
 - `jaccard`: `TP / (TP + FP + FN)`.
 - `dice`: `2 TP / (2 TP + FP + FN)`.
-- `thresholded_jaccard`: the Jaccard index, counted as 0 when below 0.65 (ISIC 2018).
+- `thresholded_jaccard`: the Jaccard index, counted as 0 when below 0.65 (0.65 itself is
+  kept): the ISIC 2018 challenge's score, as its reference scorer `isic-challenge-scoring`
+  computes it (`tests/isic_metric_test.py` compares the two).
 - `sensitivity`: `TP / (TP + FN)`.
 - `specificity`: `TN / (TN + FP)`.
 
-A ratio whose denominator is 0 counts 1: e.g. an empty prediction for an empty mask has
-Jaccard and Dice 1, and sensitivity is 1 on an image without lesion.
+A ratio whose denominator is 0 counts 1, as in the ISIC scorer: e.g. an empty prediction for
+an empty mask has Jaccard and Dice 1, and sensitivity is 1 on an image without lesion.
 """
 
 import keras
