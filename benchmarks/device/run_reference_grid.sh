@@ -80,11 +80,12 @@ run() {
   done
 
   # Merge: the records and per-seed logs of every worker; models and tuner state stay behind
-  # (0.1-0.4 GB per full-size model, over what a call brings back).
+  # (0.1-0.4 GB per full-size model, over what a call brings back), and so do each worker's
+  # settings of its own group (search.json) and a lock left by a worker stopped at its limit.
   for worker in "${!groups[@]}"; do
     tar -cf - -C "$WORK/worker$worker/$RUN_NAME" --exclude='*.keras' --exclude='*.h5' \
       --exclude=backup --exclude=tuner --exclude='*.png' --exclude='comparison.*' \
-      --exclude=run.log . | tar -xf - -C "$merged"
+      --exclude=run.log --exclude=search.json --exclude=.lock . | tar -xf - -C "$merged"
   done
   echo "records: $(ls "$merged/records" | wc -l) of 45"
   tail -n 3 "$merged/logs/$call"-worker*.log
