@@ -4,7 +4,7 @@ The work is in `ph2_tf.cli.tune`; `python tuner_search.py --help` lists the opti
 """
 
 from ph2_tf.cli import tune
-from ph2_tf.cli.common import set_up_command_line
+from ph2_tf.cli.environment import set_up_command_line
 
 if __name__ == "__main__":
     set_up_command_line()

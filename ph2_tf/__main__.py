@@ -1,7 +1,7 @@
 """`python -m ph2_tf`: the command line (see `ph2_tf.cli`)."""
 
 from ph2_tf.cli import main
-from ph2_tf.cli.common import set_up_command_line
+from ph2_tf.cli.environment import set_up_command_line
 
 set_up_command_line()
 raise SystemExit(main())

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT, run_python, subprocess_env
 
-from ph2_tf.cli import common
+from ph2_tf.cli import environment
 
 # What TensorFlow 2.21 writes to stderr while `import tensorflow` runs on a CPU-only machine
 # (abridged), and lines that must get through.
@@ -32,7 +32,7 @@ if os.environ.get("STAND_IN_FAILS"):
     raise ImportError("the stand-in failed to load")
 """
 PROBE = """\
-from ph2_tf.cli.common import set_up_command_line
+from ph2_tf.cli.environment import set_up_command_line
 set_up_command_line()
 import tensorflow
 print(type(tensorflow.__loader__).__name__, type(tensorflow.__spec__.loader).__name__)
@@ -56,11 +56,11 @@ def test_command_line_defaults(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # No GPU: TensorFlow's cuInit fails.
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
 
-    common.set_up_command_line()
+    environment.set_up_command_line()
 
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
-    assert isinstance(sys.meta_path[0], common.TensorFlowStartUpInfoFilter)
+    assert isinstance(sys.meta_path[0], environment.TensorFlowStartUpInfoFilter)
 
 
 def test_the_users_settings_are_kept(monkeypatch):
@@ -69,7 +69,7 @@ def test_the_users_settings_are_kept(monkeypatch):
     meta_path = list(sys.meta_path)
     monkeypatch.setattr(sys, "meta_path", list(meta_path))
 
-    common.set_up_command_line()
+    environment.set_up_command_line()
 
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
@@ -78,12 +78,12 @@ def test_the_users_settings_are_kept(monkeypatch):
 
 @pytest.mark.parametrize("line", START_UP_INFO)
 def test_start_up_info_lines(line):
-    assert common.is_start_up_info(line)
+    assert environment.is_start_up_info(line)
 
 
 @pytest.mark.parametrize("line", KEPT + ["predict: I0000 in a message\n", "\n"])
 def test_other_lines_are_not_start_up_info(line):
-    assert not common.is_start_up_info(line)
+    assert not environment.is_start_up_info(line)
 
 
 @pytest.fixture

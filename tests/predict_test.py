@@ -21,7 +21,7 @@ from scipy import ndimage
 
 import tfds_ph2
 from ph2_tf import cli
-from ph2_tf.cli.common import ABSL_UNINITIALISED_BANNER
+from ph2_tf.cli.environment import ABSL_UNINITIALISED_BANNER
 from ph2_tf.models import build_model
 from ph2_tf.serving import export
 from ph2_tf.serving.postprocessing import largest_component_filled

@@ -57,7 +57,7 @@ def main(argv=None, prog="python -m ph2_tf"):
 
 def console_main():
     """Entry point of the `ph2-seg` console script."""
-    from ph2_tf.cli.common import set_up_command_line
+    from ph2_tf.cli.environment import set_up_command_line
 
     set_up_command_line()
     sys.exit(main(prog="ph2-seg"))
