@@ -1,0 +1,1 @@
+"""Stage 1, data: PH2 through TFDS, preprocessing, augmentation, and every backend's pipeline."""

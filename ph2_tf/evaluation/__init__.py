@@ -1,0 +1,1 @@
+"""Stage 4, evaluation: segmentation metrics and scoring at each image's original size."""

@@ -1,0 +1,1 @@
+"""Experiments on the stages: the study's grid and its tuner, soups, ablations, reports."""
