@@ -1,9 +1,10 @@
-"""Tests of ph2_tf.serving.export: TF Serving layout, signature, servability from a fresh
+"""Tests of ph2_tf.serving.export: TF Serving layout, signatures, servability from a fresh
 process.
 """
 
 import json
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SCRIPTS_DIR, run_python, subprocess_env
+from encoded_images_test import encode, exif_block, png_chunk
 from folding_test import randomise_batch_norm
 
 from ph2_tf.data import preprocessing
@@ -19,6 +21,7 @@ from ph2_tf.models.heads import lesion_probability
 from ph2_tf.serving import export, versions
 from ph2_tf.serving.folding import fold_batch_normalization
 from ph2_tf.serving.postprocessing import largest_component_filled
+from tfds_ph2.ph2.image_reading import read_image
 
 IMAGE_SIZE = 64
 HEIGHT, WIDTH = 561, 767
@@ -82,6 +85,14 @@ def test_saved_model_cli_lists_the_signature(exported):
     signature = proc.stdout.split("signature_def['serving_default']")[1]
     assert "dtype: DT_UINT8" in signature and "shape: (-1, -1, -1, 3)" in signature
     assert "outputs['probabilities']" in signature and "outputs['mask']" in signature
+    encoded = proc.stdout.split("signature_def['serving_encoded']")[1].split("signature_def[")[0]
+    assert "inputs['images_bytes']" in encoded
+    assert "dtype: DT_STRING" in encoded and "shape: (-1)" in encoded
+    for output in ("mask_png_bytes", "lesion_fraction", "bounding_box"):
+        assert f"outputs['{output}']" in encoded
+    assert "outputs['probabilities_png_bytes']" not in encoded
+    with_probabilities = proc.stdout.split("signature_def['serving_encoded_probabilities']")[1]
+    assert "outputs['probabilities_png_bytes']" in with_probabilities.split("signature_def[")[0]
 
 
 def test_fresh_process_serves_full_size_images(exported, tmp_path):
@@ -110,6 +121,95 @@ def test_fresh_process_serves_full_size_images(exported, tmp_path):
     assert report["rank3"] is not None and "4-dimensional" in report["rank3"]["message"]
     assert report["shapes"]["empty"] == {"probabilities": [0, 30, 40, 1], "mask": [0, 30, 40, 1]}
     assert report["shapes"]["1x1"] == {"probabilities": [2, 1, 1, 1], "mask": [2, 1, 1, 1]}
+
+
+def encoded_cases():
+    """Image files of several formats and sizes, each with the pixels `read_image` reads."""
+    rgb = np.random.default_rng(4).integers(0, 256, (43, 61, 3), dtype=np.uint8)
+    grey = rgb[:41, :57, 0]
+    files = {
+        "jpeg": encode(rgb, "JPEG", quality=90),
+        "jpeg turned": encode(rgb[:, :50], "JPEG", exif=exif_block(6)),
+        "png": encode(rgb[:30], "PNG"),
+        "png greyscale": encode(grey, "PNG"),
+        "png 16-bit": encode(grey.astype(np.uint16) * 257 + 100, "PNG"),
+        "png rgba": encode(np.dstack([rgb, rgb[..., :1]]), "PNG"),
+        "bmp": encode(rgb[:25, :35], "BMP"),
+    }
+    cases = {}
+    for name, data in files.items():
+        cases[f"{name}/file"] = np.frombuffer(data, np.uint8)
+        cases[f"{name}/pixels"] = read_image(BytesPath(data))
+    return cases
+
+
+class BytesPath:
+    """What `read_image` takes for a path: something with `read_bytes()`."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def read_bytes(self):
+        return self.data
+
+
+def bounding_box(mask):
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return [-1, -1, -1, -1]
+    return [int(rows[0]), int(columns[0]), int(rows[-1]) + 1, int(columns[-1]) + 1]
+
+
+def test_fresh_process_serves_encoded_images_as_the_default_signature_serves_read_image(
+    largest_component_exported, tmp_path
+):
+    cases = encoded_cases()
+    np.savez(tmp_path / "cases.npz", **cases)
+    args = [tmp_path / "cases.npz", tmp_path / "outputs.npz", tmp_path / "report.json"]
+    env = subprocess_env(TF_ENABLE_ONEDNN_OPTS="1")
+    run_python(
+        [SCRIPTS_DIR / "serve_encoded_images.py", largest_component_exported, *args], env=env
+    )
+    outputs = np.load(tmp_path / "outputs.npz")
+    report = json.loads((tmp_path / "report.json").read_text())
+
+    assert not report["ph2_tf_imported"]
+    names = sorted({key.split("/")[0] for key in cases})
+    fractions = []
+    for name in names:
+        default_mask = outputs[f"{name}/default_mask"]
+        assert default_mask.shape == cases[f"{name}/pixels"].shape[:2], name
+        np.testing.assert_array_equal(outputs[f"{name}/mask"], default_mask * 255, err_msg=name)
+        np.testing.assert_array_equal(outputs[f"{name}/batch_mask"], outputs[f"{name}/mask"])
+        served = report["cases"][name]
+        assert served["lesion_fraction"] == pytest.approx(default_mask.mean(), abs=1e-7)
+        assert served["bounding_box"] == bounding_box(default_mask > 0), name
+        fractions.append(served["lesion_fraction"])
+    assert 0 < min(fractions) and max(fractions) < 1  # masks with lesion and background
+    assert outputs["jpeg turned/mask"].shape == (50, 43)  # stored 43 x 50; EXIF 6 turns it
+    first = outputs[f"{names[0]}/default_probabilities"]
+    np.testing.assert_array_equal(outputs["probabilities"], np.round(first * 65535))
+
+    assert report["empty"] == {
+        "mask_png_bytes": [0],
+        "lesion_fraction": [0],
+        "bounding_box": [0, 4],
+    }
+    assert "`images_bytes`[1] is not a JPEG, PNG or BMP file" in report["undecodable"]["message"]
+    assert "Shape of tensor images_bytes [] is not compatible" in report["scalar"]["message"]
+
+
+def test_encoded_images_over_max_pixels_are_refused_from_their_header(exported):
+    serve = tf.saved_model.load(str(exported[2])).signatures[export.ENCODED_SIGNATURE]
+    # A PNG header alone: the limit is checked before anything is decoded.
+    header = struct.pack(">IIBBBBB", 1, export.MAX_PIXELS + 1, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IEND", b"")
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        serve(images_bytes=tf.constant([encode(np.zeros((5, 5, 3), np.uint8), "PNG"), png]))
+    assert (
+        f"`images_bytes`[1] has {export.MAX_PIXELS + 1} x 1 pixels: at most {export.MAX_PIXELS} "
+        "pixels (height x width) per image are served"
+    ) in info.value.message
 
 
 def test_signature_rejects_images_without_3_channels(exported):

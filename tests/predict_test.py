@@ -2,20 +2,27 @@
 
 The outputs are checked against the SavedModel's own `serving_default` signature run here, so the
 tests hold for whatever the untrained model predicts. Which files a folder yields (PH2 ground-truth
-masks are skipped) and how the overlay draws a mask are checked without TensorFlow.
+masks are skipped) and how the overlay draws a mask are checked without TensorFlow. `--remote` is
+checked against a stand-in for TF Serving's REST API (`tf_serving_stand_in`) serving the same
+SavedModel.
 """
 
 import io
 import json
 import os
 import pathlib
+import re
 import shutil
+import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_python, subprocess_env
+import tf_serving_stand_in
+from conftest import REPO_ROOT, run_python, subprocess_env
 from PIL import Image
 from scipy import ndimage
 
@@ -527,3 +534,141 @@ def test_an_image_over_the_signatures_pixel_limit_is_one_line(saved_model, tmp_p
         "pixels (height x width) per image: resize larger images first"
     ) in err
     assert err[-1] == "predict: 1 written, 1 failed"
+
+
+@pytest.fixture(scope="module")
+def served(saved_model):
+    """The `saved_model` fixture behind a stand-in for TF Serving's REST API; its predict URL."""
+    with tf_serving_stand_in.serving(saved_model, "unet", saved_model.name) as root:
+        yield f"{root}/v1/models/unet:predict"
+
+
+def _exif_rotated_jpeg(path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned 90 degrees clockwise for display
+    return _save(np.ascontiguousarray(np.rot90(RGB)), path, exif=exif)
+
+
+def test_remote_writes_what_the_saved_model_writes(saved_model, served, tmp_path, capsys):
+    inputs = [
+        _save(RGB, tmp_path / "a.png"),
+        _exif_rotated_jpeg(tmp_path / "b.jpg"),
+        _save(GREY, tmp_path / "c.bmp"),
+        _save(GREY.astype(np.uint16) * 257, tmp_path / "d.png"),
+    ]
+    common = ["--probabilities", "--largest-component", *inputs]
+
+    status, out, err = _predict(
+        capsys, "--remote", served, "--output-dir", tmp_path / "remote", *common
+    )
+    assert status == 0, err
+    assert err[0] == f"predict: using unet version 1 served at {served}"
+    assert err[-1] == "predict: 4 written, 0 failed"
+    remote_lines = out.replace(str(tmp_path / "remote"), "OUT")
+    status, out, err = _predict(
+        capsys, "--saved-model", saved_model, "--output-dir", tmp_path / "local", *common
+    )
+    assert status == 0, err
+    assert remote_lines == out.replace(str(tmp_path / "local"), "OUT")  # same lesion shares
+
+    written = sorted(p.name for p in (tmp_path / "remote").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert len(written) == 12
+    for name in written:
+        np.testing.assert_array_equal(
+            _read(tmp_path / "remote" / name), _read(tmp_path / "local" / name), err_msg=name
+        )
+    assert _read(tmp_path / "remote" / "b.jpg.mask.png").shape == (HEIGHT, WIDTH)
+
+
+def test_remote_reports_each_image_the_server_refuses(served, tmp_path, capsys):
+    tiff = _save(RGB, tmp_path / "a.tif")
+    png = _save(RGB, tmp_path / "b.png")
+
+    status, _, err = _predict(capsys, "--remote", served, "--output-dir", tmp_path, tiff, png)
+
+    assert status == 1
+    assert (
+        f"predict: prediction failed for {tiff}: `images_bytes`[0] is not a JPEG, PNG or BMP "
+        "file: convert other formats (TIFF, GIF, WebP, ...) to PNG"
+    ) in err
+    assert (tmp_path / "b.png.mask.png").is_file() and not (tmp_path / "a.tif.mask.png").exists()
+    assert err[-1] == "predict: 1 written, 1 failed"
+
+
+def _closed_port():
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "url, flags, error",
+    [
+        ("http://localhost:8501/v1/models/unet", [], "not TF Serving's REST predict URL"),
+        ("SERVED", ["--threshold", "0.3"], "--threshold needs --saved-model"),
+        ("SERVED", ["--flip-tta"], "--flip-tta needs --saved-model"),
+        ("SERVED/versions/2:predict", [], "Servable not found"),
+        ("http://127.0.0.1:PORT/v1/models/unet:predict", [], "cannot reach http://127.0.0.1:"),
+    ],
+)
+def test_remote_that_cannot_run_is_one_error(served, url, flags, error, tmp_path, capsys):
+    url = url.replace("SERVED/", served.removesuffix(":predict") + "/").replace("SERVED", served)
+    url = url.replace("PORT", str(_closed_port()))
+    status, _, err = _predict(
+        capsys, "--remote", url, *flags, "--output-dir", tmp_path / "out", "a.png"
+    )
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("python -m ph2_tf predict: error: ") and error in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_remote_model_without_the_encoded_signature_is_one_error(tmp_path, capsys):
+    model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        export.SIGNATURE,
+        export.serving_function(model, 32),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=export.INPUT_NAME)],
+    )
+    archive.write_out(str(tmp_path / "unet" / "5"), verbose=False)  # as version 5 was exported
+    with tf_serving_stand_in.serving(tmp_path / "unet" / "5", "unet", 5) as root:
+        url = f"{root}/v1/models/unet:predict"
+        status, _, err = _predict(capsys, "--remote", url, "--output-dir", tmp_path, "a.png")
+    assert status == 2 and len(err) == 1
+    assert err[0].endswith(
+        f"unet version 5 served at {url} has no 'serving_encoded' signature (exported before it "
+        "existed): serve a version exported since"
+    )
+
+
+def _documented(kind, marker):
+    """The code block of docs/serving.md in language `kind` that holds `marker`."""
+    text = (REPO_ROOT / "docs" / "serving.md").read_text()
+    (block,) = [
+        b for k, b in re.findall(r"```(\w+)\n(.*?)```", text, re.S) if k == kind and marker in b
+    ]
+    return block.replace("http://localhost:8501/v1/models/ph2_unet:predict", "URL")
+
+
+def test_the_documented_rest_clients_get_the_mask(saved_model, served, tmp_path, monkeypatch):
+    photo = _exif_rotated_jpeg(tmp_path / "lesion.jpg")
+    serve = tf.saved_model.load(str(saved_model)).signatures[export.ENCODED_SIGNATURE]
+    expected = serve(images_bytes=tf.constant([photo.read_bytes()]))
+    monkeypatch.chdir(tmp_path)
+
+    # The snippets as the docs give them (requests comes with TensorFlow), on the stand-in's URL.
+    snippet = _documented("python", "import requests").replace("URL", served)
+    printed = []
+    exec(snippet, {"print": lambda *values: printed.append(values)})
+    ((fraction, box, shape),) = printed
+    assert fraction == pytest.approx(float(expected["lesion_fraction"][0]))
+    assert box == expected["bounding_box"][0].numpy().tolist() and shape == (HEIGHT, WIDTH)
+
+    if shutil.which("curl") and shutil.which("base64"):
+        script = _documented("sh", "curl -s -X POST").replace("URL", served)
+        script = script.replace("python -c", f"{sys.executable} -c")
+        subprocess.run(["bash", "-c", script], check=True, timeout=120)
+        mask_png = expected["mask_png_bytes"][0].numpy()
+        assert (tmp_path / "lesion.jpg.mask.png").read_bytes() == mask_png

@@ -52,7 +52,7 @@ def add_parser(commands):
         "--largest-component",
         action="store_true",
         default=None,  # None: not given, so that --config can tell
-        help="in both signatures' `mask`, keep only the largest lesion and fill its holes, "
+        help="in every signature's `mask`, keep only the largest lesion and fill its holes, "
         "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
     )
     export.add_argument(

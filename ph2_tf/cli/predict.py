@@ -18,10 +18,18 @@ def add_parser(commands):
         "that cannot be read are reported and skipped; the exit status is 1 when any input "
         "failed.",
     )
-    predict.add_argument(
+    model = predict.add_mutually_exclusive_group(required=True)
+    model.add_argument(
         "--saved-model",
-        required=True,
         help="SavedModel version directory, or a model directory (latest version is used)",
+    )
+    model.add_argument(
+        "--remote",
+        metavar="URL",
+        help="a model TF Serving serves, by its REST predict URL, e.g. "
+        "http://localhost:8501/v1/models/ph2_unet:predict (.../versions/N:predict for one "
+        "version): each file is sent to its serving_encoded signature (JPEG, PNG and BMP only; "
+        "not with --threshold or --flip-tta)",
     )
     predict.add_argument(
         "--output-dir",
@@ -66,18 +74,22 @@ def add_parser(commands):
 def run(args):
     """`predict` command: masks and overlays (and probability maps) for image files and folders.
 
-    A first line on stderr names the SavedModel version used. Every input that cannot be read or
-    written is reported on one line and skipped; a summary line ends the run.
+    A first line on stderr names the SavedModel version used, or the served model and version.
+    Every input that cannot be read, predicted or written is reported on one line and skipped; a
+    summary line ends the run.
 
     Returns:
         0 when every input was predicted; 1 when any failed; 2 when nothing could run (the output
-        directory is a file or cannot be created, or there is no SavedModel).
+        directory is a file or cannot be created, no SavedModel, or no served model with the
+        encoded signatures at --remote).
     """
 
     # Checked before TensorFlow is imported, which takes seconds.
     out_dir = pathlib.Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         return fail(args, f"--output-dir {out_dir} exists and is not a directory")
+    if args.remote:
+        return _run_remote(args, out_dir)
     try:
         version_dir = versions.resolve(args.saved_model)
     except ValueError as e:
@@ -86,11 +98,9 @@ def run(args):
     print(f"predict: using the SavedModel in {version_dir.absolute()}", file=sys.stderr)
 
     import tensorflow as tf
-    from tqdm import tqdm
 
     from ph2_tf.serving import export, publish
-    from ph2_tf.serving.predict import op_error_reason, plan_outputs, predict_image
-    from tfds_ph2.ph2.image_reading import ImageReadError
+    from ph2_tf.serving.predict import op_error_reason, predict_image
 
     signature = export.FLIP_TTA_SIGNATURE if args.flip_tta else export.SIGNATURE
     try:
@@ -103,11 +113,42 @@ def run(args):
         )
     except ValueError as e:  # a damaged SavedModel or metrics.json, or no such signature
         return fail(args, e)
+
+    def predict_one(source, stem):
+        try:
+            return predict_image(
+                serve=saved_model.signatures[signature],
+                source=source,
+                stem=stem,
+                threshold=args.threshold,
+                write_probabilities=args.probabilities,
+                largest_component=largest_component,
+            )
+        except tf.errors.OpError as e:  # an image too large, or out of memory
+            raise _PredictionFailed(op_error_reason(e)) from None
+
+    return _predict_all(args, out_dir, predict_one)
+
+
+class _PredictionFailed(Exception):
+    """One image that the model (local or served) could not predict; the message says why."""
+
+
+def _predict_all(args, out_dir, predict_one):
+    """Predicts every input with `predict_one(source, stem)`, one result or failure line each.
+
+    Returns:
+        The exit status: 0, or 1 when any input failed.
+    """
+    from tqdm import tqdm
+
+    from ph2_tf.serving.predict import plan_outputs
+    from tfds_ph2.ph2.image_reading import ImageReadError
+
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return fail(args, f"cannot create --output-dir {out_dir}: {e.strerror or e}")
-
     plan, failures, skipped = plan_outputs(args.inputs, out_dir)
     for message in failures:
         print(f"predict: {message}", file=sys.stderr)
@@ -122,20 +163,13 @@ def run(args):
     with tqdm(plan, desc="predict", unit="image", file=sys.stderr, disable=None) as progress:
         for source, stem in progress:
             try:
-                lesion, paths = predict_image(
-                    serve=saved_model.signatures[signature],
-                    source=source,
-                    stem=stem,
-                    threshold=args.threshold,
-                    write_probabilities=args.probabilities,
-                    largest_component=largest_component,
-                )
+                lesion, paths = predict_one(source, stem)
             except ImageReadError as e:
                 message = str(e)
             except OSError as e:
                 message = f"cannot write the outputs of {source}: {e}"
-            except tf.errors.OpError as e:  # an image too large, or out of memory
-                message = f"prediction failed for {source}: {op_error_reason(e)}"
+            except _PredictionFailed as e:
+                message = f"prediction failed for {source}: {e}"
             else:
                 written += 1
                 names = ", ".join(str(p) for p in paths)
@@ -145,3 +179,47 @@ def run(args):
             progress.write(f"predict: {message}", file=sys.stderr)
     print(f"predict: {written} written, {len(failures)} failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _run_remote(args, out_dir):
+    """`predict --remote`: the same outputs, from a model TF Serving serves."""
+    from ph2_tf.serving.predict import (
+        REMOTE_URL,
+        RemoteError,
+        predict_remote_image,
+        served_model,
+    )
+
+    if not REMOTE_URL.fullmatch(args.remote):
+        return fail(
+            args,
+            f"--remote {args.remote}: not TF Serving's REST predict URL, "
+            "http://HOST:PORT/v1/models/NAME[/versions/N]:predict",
+        )
+    # The served graph applies the threshold it was exported with, without flip TTA.
+    for flag, given in (("--threshold", args.threshold is not None), ("--flip-tta", args.flip_tta)):
+        if given:
+            return fail(
+                args,
+                f"{flag} needs --saved-model: a served model's encoded signature gives the mask "
+                "of the threshold it was exported with, without flip TTA",
+            )
+    try:
+        name, version = served_model(args.remote)
+    except RemoteError as e:
+        return fail(args, e)
+    print(f"predict: using {name} version {version} served at {args.remote}", file=sys.stderr)
+
+    def predict_one(source, stem):
+        try:
+            return predict_remote_image(
+                url=args.remote,
+                source=source,
+                stem=stem,
+                write_probabilities=args.probabilities,
+                largest_component=args.largest_component,
+            )
+        except RemoteError as e:
+            raise _PredictionFailed(e) from None
+
+    return _predict_all(args, out_dir, predict_one)

@@ -37,6 +37,10 @@ SIGNATURE_PURPOSES = {
     export.SIGNATURE: "one model call",
     export.FLIP_TTA_SIGNATURE: "the mean probability over the image and its left-right and "
     "up-down flips (one model call on three times the batch)",
+    export.ENCODED_SIGNATURE: "image files (JPEG, PNG, BMP) decoded in the graph as `predict` "
+    "reads them; per image, `serving_default`'s mask as a PNG at the image's size, the lesion's "
+    "share of the pixels and its bounding box",
+    export.ENCODED_PROBABILITIES_SIGNATURE: "the same, and the probabilities as a 16-bit PNG",
 }
 _SCORE_KEYS = ("data", "signature", "source")
 _LATENCY_KEYS = ("signature", "input", "p50_ms", "source")
@@ -287,7 +291,7 @@ def _recipe_lines(source, config):
         yield (
             "- Largest component: "
             + (
-                "yes (both signatures' `mask` keeps only the largest lesion, its holes filled)."
+                "yes (every signature's `mask` keeps only the largest lesion, its holes filled)."
                 if serving["largest_component"]
                 else "no (the thresholded mask as it is)."
             )

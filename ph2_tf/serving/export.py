@@ -13,7 +13,23 @@ probabilities of the image and its left-right and up-down flips (test-time augme
 model call on a batch three times as large). It is an option, not the default: it helped some
 models and hurt others, and costs about three times the latency (`results/postprocessing/`).
 
-Exported with `largest_component=True` (`export --largest-component`), both signatures' `mask`
+Two more signatures take the image files themselves, so that a client sends the compressed file
+rather than a JSON number per pixel and channel (`results/serving-payloads/`):
+
+- `serving_encoded`: `images_bytes`, a string `[N]` of JPEG, PNG or BMP files, of any sizes,
+  decoded in the graph with the rules of `predict`'s reader
+  (`ph2_tf.serving.encoded_images`: EXIF orientation applied, greyscale repeated, 16-bit scaled,
+  alpha dropped; other files refused with a message naming the image and the reason). Each image
+  goes through `serving_default`'s computation alone, and comes back as `mask_png_bytes` (the
+  `mask` as an 8-bit PNG at the image's size, 0 or 255), `lesion_fraction` and `bounding_box`;
+- `serving_encoded_probabilities`: the same and `probabilities_png_bytes`, the probabilities as a
+  16-bit PNG, round(p * 65535). A separate signature, since that PNG makes the answer far
+  larger and takes time to encode.
+
+The names ending in `_bytes` follow TF Serving's REST convention: such inputs are sent, and such
+outputs returned, as `{"b64": "<base64>"}`.
+
+Exported with `largest_component=True` (`export --largest-component`), every signature's `mask`
 keeps only the largest lesion and fills its holes, inside the graph
 (`ph2_tf.serving.postprocessing.largest_component_filled_graph`); `probabilities` stay the model's.
 
@@ -22,13 +38,14 @@ into the convolution before it (`ph2_tf.serving.folding`): the same function up 
 with fewer passes over the feature maps.
 
 An empty batch `[0, H, W, 3]` gives empty outputs `[0, H, W, 1]` without calling the model (whose
-convolutions, with oneDNN's kernels, fail on zero images). Images of any size from 1x1 up to
-`MAX_PIXELS` pixels each are served; larger ones are refused before any work ("at most ...
-pixels"), since the graph holds several full-size copies of each image and TF Serving would
-otherwise run out of memory on one oversized request. Another dtype is rejected by the signature
-("expected to be a uint8 tensor"), another rank by the graph ("input must be 4-dimensional"), a
-last dimension other than 3 by a check before the model ("must be RGB"), all as
-`InvalidArgumentError`.
+convolutions, with oneDNN's kernels, fail on zero images), and an empty `images_bytes` empty
+outputs. Images of any size from 1x1 up to `MAX_PIXELS` pixels each are served; larger ones are
+refused before any work ("at most ... pixels"), since the graph holds several full-size copies of
+each image and TF Serving would otherwise run out of memory on one oversized request. Another
+dtype is rejected by the signature ("expected to be a uint8 tensor"), another rank by the graph
+("input must be 4-dimensional"), a last dimension other than 3 by a check before the model ("must
+be RGB"), all as `InvalidArgumentError`; encoded images over `MAX_PIXELS` are refused from their
+header, before they are decoded.
 
 Loading needs only TensorFlow (`tf.saved_model.load`), not this package.
 """
@@ -42,12 +59,25 @@ import tensorflow as tf
 from ph2_tf import files
 from ph2_tf.data import preprocessing
 from ph2_tf.models.heads import lesion_probability
-from ph2_tf.serving import folding, versions
+from ph2_tf.serving import encoded_images, folding, versions
 from ph2_tf.serving.postprocessing import largest_component_filled_graph
 
 SIGNATURE = "serving_default"
 FLIP_TTA_SIGNATURE = "serving_flip_tta"
 INPUT_NAME = "images"
+ENCODED_SIGNATURE = "serving_encoded"
+ENCODED_PROBABILITIES_SIGNATURE = "serving_encoded_probabilities"
+# Names ending in `_bytes`: TF Serving's REST API reads such inputs from, and writes such outputs
+# as, {"b64": "<base64>"} objects.
+ENCODED_INPUT_NAME = "images_bytes"
+MASK_PNG = "mask_png_bytes"
+PROBABILITIES_PNG = "probabilities_png_bytes"
+LESION_FRACTION = "lesion_fraction"
+BOUNDING_BOX = "bounding_box"
+# zlib level of the 16-bit probability PNGs: the fastest level, since the probabilities compress
+# little at any level and the default level made encoding cost more than the model
+# (results/serving-payloads/).
+PROBABILITIES_PNG_COMPRESSION = 1
 MODELS_CONFIG = "models.config"
 # Most pixels (height x width) one image may have: 2**25, e.g. 8192 x 4096, more than common
 # camera sensors give. The graph holds several full-size arrays per image (the image as float32
@@ -172,6 +202,82 @@ def serving_function(model, image_size, threshold=0.5, flip_tta=False, largest_c
     return serve
 
 
+def encoded_serving_function(serve, with_probabilities=False):
+    """The serving computation on encoded images, around `serve` (a `serving_function`).
+
+    Each image of the batch is decoded in the graph with `read_image`'s rules
+    (`ph2_tf.serving.encoded_images`) and served by `serve` alone, so images of different sizes
+    share a batch and each mask is the one `serve` gives for the decoded image.
+
+    Args:
+        serve: a function of uint8 `[N, H, W, 3]` returning `{'probabilities', 'mask'}`.
+        with_probabilities: also return the probabilities as 16-bit PNGs, round(p * 65535), as
+            `predict --probabilities` writes them.
+
+    Returns:
+        A function of a string tensor `[N]` of JPEG, PNG or BMP files returning, per image:
+        `mask_png_bytes` (string, an 8-bit greyscale PNG at the image's size, 255 on the lesion),
+        `lesion_fraction` (float32, the lesion's share of the pixels), `bounding_box` (int32
+        `[4]`: first row, first column, and one past the last row and column of the lesion;
+        -1s when there is none) and, if asked, `probabilities_png_bytes`.
+    """
+
+    # map_fn would rewrite its function with autograph, for nothing: it holds no Python control
+    # flow on tensors.
+    @tf.autograph.experimental.do_not_convert
+    def serve_one(index_and_file):
+        index, file = index_and_file
+        name = tf.strings.format(f"`{ENCODED_INPUT_NAME}`[{{}}]", index)
+        image = encoded_images.decode_image(file, name, MAX_PIXELS)
+        outputs = serve(image[None])
+        mask = outputs["mask"][0]
+        lesion = mask[..., 0] > 0
+        lesion_pixels = tf.reduce_sum(tf.cast(lesion, tf.float64))
+        served = {
+            MASK_PNG: tf.io.encode_png(mask * 255),
+            LESION_FRACTION: tf.cast(
+                lesion_pixels / tf.cast(tf.size(lesion), tf.float64), tf.float32
+            ),
+            BOUNDING_BOX: _bounding_box(lesion),
+        }
+        if with_probabilities:
+            levels = tf.cast(tf.round(outputs["probabilities"][0] * 65535), tf.uint16)
+            served[PROBABILITIES_PNG] = tf.io.encode_png(
+                levels, compression=PROBABILITIES_PNG_COMPRESSION
+            )
+        return served
+
+    output_signature = {
+        MASK_PNG: tf.TensorSpec([], tf.string),
+        LESION_FRACTION: tf.TensorSpec([], tf.float32),
+        BOUNDING_BOX: tf.TensorSpec([4], tf.int32),
+    }
+    if with_probabilities:
+        output_signature[PROBABILITIES_PNG] = tf.TensorSpec([], tf.string)
+
+    def serve_encoded(images_bytes):
+        # The signature's [None] is not enforced on a call through the loaded SavedModel, and an
+        # assertion on the rank would be folded away with the signature's static shape:
+        # EnsureShape checks the tensor fed ("Shape of tensor images_bytes [] is not compatible").
+        images_bytes = tf.ensure_shape(images_bytes, [None])
+        indices = tf.range(tf.size(images_bytes, out_type=tf.int64))
+        return tf.map_fn(serve_one, (indices, images_bytes), fn_output_signature=output_signature)
+
+    return serve_encoded
+
+
+def _bounding_box(lesion):
+    """`[first row, first column, last row + 1, last column + 1]` of the True pixels of a
+    2-D boolean tensor, as int32; -1s when there is none."""
+    rows = tf.where(tf.reduce_any(lesion, axis=1))[:, 0]
+    columns = tf.where(tf.reduce_any(lesion, axis=0))[:, 0]
+    return tf.cond(
+        tf.size(rows) > 0,
+        lambda: tf.cast(tf.stack([rows[0], columns[0], rows[-1] + 1, columns[-1] + 1]), tf.int32),
+        lambda: tf.fill([4], -1),
+    )
+
+
 def export_for_serving(
     model,
     base_dir="saved_models",
@@ -181,8 +287,8 @@ def export_for_serving(
     threshold=0.5,
     largest_component=False,
 ):
-    """Writes a SavedModel with the `serving_default` and `serving_flip_tta` signatures in TF
-    Serving layout.
+    """Writes a SavedModel with the `serving_default`, `serving_flip_tta`, `serving_encoded` and
+    `serving_encoded_probabilities` signatures in TF Serving layout.
 
     Args:
         model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits
@@ -234,7 +340,8 @@ def check_finite(model):
 
 
 def write_saved_model(model, path, image_size, threshold=0.5, largest_component=False):
-    """Writes the serving SavedModel of `model` to `path` (no version logic, no checks).
+    """Writes the serving SavedModel of `model`, with its four signatures, to `path` (no version
+    logic, no checks).
 
     Args:
         model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits.
@@ -252,6 +359,21 @@ def write_saved_model(model, path, image_size, threshold=0.5, largest_component=
             name,
             serving_function(model, image_size, threshold, flip_tta, largest_component),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
+        )
+    # One image at a time, traced once and called by both encoded signatures.
+    one_image = tf.function(
+        serving_function(model, image_size, threshold, False, largest_component),
+        input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
+        autograph=False,
+    )
+    for name, with_probabilities in (
+        (ENCODED_SIGNATURE, False),
+        (ENCODED_PROBABILITIES_SIGNATURE, True),
+    ):
+        archive.add_endpoint(
+            name,
+            encoded_serving_function(one_image, with_probabilities),
+            input_signature=[tf.TensorSpec([None], tf.string, name=ENCODED_INPUT_NAME)],
         )
     archive.write_out(str(path), verbose=False)
 
