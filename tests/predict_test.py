@@ -408,7 +408,8 @@ def test_flip_tta_uses_the_tta_signature(saved_model, probabilities, tmp_path, c
     assert np.abs(stored / 65535 - probabilities(RGB)).max() > 1e-3  # not the plain signature
 
 
-def test_flip_tta_on_a_saved_model_without_it_is_one_error(tmp_path, capsys):
+def export_with_serving_default_only(version_dir):
+    """A tiny SavedModel with `serving_default` alone, as early versions were exported."""
     model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -417,7 +418,11 @@ def test_flip_tta_on_a_saved_model_without_it_is_one_error(tmp_path, capsys):
         export.serving_function(model, 32),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=export.INPUT_NAME)],
     )
-    archive.write_out(str(tmp_path / "unet" / "1"), verbose=False)  # as version 1 was exported
+    archive.write_out(str(version_dir), verbose=False)
+
+
+def test_flip_tta_on_a_saved_model_without_it_is_one_error(tmp_path, capsys):
+    export_with_serving_default_only(tmp_path / "unet" / "1")  # as version 1 was exported
     status, _, err = _predict(
         capsys, "--saved-model", tmp_path / "unet", "--output-dir", tmp_path / "out",
         "--flip-tta", _save(RGB, tmp_path / "a.png"),
@@ -624,15 +629,7 @@ def test_remote_that_cannot_run_is_one_error(served, url, flags, error, tmp_path
 
 
 def test_remote_model_without_the_encoded_signature_is_one_error(tmp_path, capsys):
-    model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        export.SIGNATURE,
-        export.serving_function(model, 32),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=export.INPUT_NAME)],
-    )
-    archive.write_out(str(tmp_path / "unet" / "5"), verbose=False)  # as version 5 was exported
+    export_with_serving_default_only(tmp_path / "unet" / "5")  # as version 5 was exported
     with tf_serving_stand_in.serving(tmp_path / "unet" / "5", "unet", 5) as root:
         url = f"{root}/v1/models/unet:predict"
         status, _, err = _predict(capsys, "--remote", url, "--output-dir", tmp_path, "a.png")
