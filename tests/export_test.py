@@ -160,6 +160,7 @@ def bounding_box(mask):
     return [int(rows[0]), int(columns[0]), int(rows[-1]) + 1, int(columns[-1]) + 1]
 
 
+@pytest.mark.slow
 def test_fresh_process_serves_encoded_images_as_the_default_signature_serves_read_image(
     largest_component_exported, tmp_path
 ):
@@ -245,6 +246,7 @@ def test_flip_tta_signature_averages_the_default_signature_over_flips(exported):
     np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)
 
 
+@pytest.mark.slow
 def test_largest_component_export_post_processes_both_signatures_masks(exported, tmp_path):
     model, _, plain_path = exported
     images = np.random.default_rng(2).integers(0, 256, (2, 70, 110, 3), dtype=np.uint8)
