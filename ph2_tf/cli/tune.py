@@ -15,7 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from ph2_tf.cli.common import fail, positive_int
+from ph2_tf.cli.common import add_data_args, fail, positive_int
 from ph2_tf.experiments.study import MODES, STUDY_GRID
 from ph2_tf.training.profiles import PROFILES
 
@@ -116,12 +116,7 @@ def add_arguments(parser):
         default="saved_models",
         help="TF Serving model root the best models are published to (default: %(default)s)",
     )
-    parser.add_argument("--data-dir", help="TFDS data directory (default: TFDS's)")
-    parser.add_argument(
-        "--manual-dir",
-        help="folder holding PH2, read if the dataset is not prepared yet "
-        "(default: $PH2_MANUAL_DIR)",
-    )
+    add_data_args(parser)
     parser.add_argument(
         "--no-export", action="store_true", help="do not publish the best models at all"
     )
