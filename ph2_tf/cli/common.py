@@ -19,6 +19,17 @@ def probability(text):
     return value
 
 
+def context(text):
+    """argparse type: a finite float of at least 1, a window's size as a multiple of a box."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1.0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of at least 1")
+    return value
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
     try:

@@ -7,6 +7,7 @@ import pathlib
 
 from ph2_tf.cli.common import (
     add_data_args,
+    context,
     fail,
     fail_on_data,
     model_name,
@@ -54,6 +55,13 @@ def add_parser(commands):
         default=None,  # None: not given, so that --config can tell
         help="in every signature's `mask`, keep only the largest lesion and fill its holes, "
         "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
+    )
+    export.add_argument(
+        "--refine",
+        type=context,
+        help="a second pass of the model on a window around the lesion the first pass finds, "
+        "REFINE times the lesion's bounding box (>= 1), whose probabilities replace the first "
+        "pass's there (ph2_tf.serving.refinement; default: no second pass)",
     )
     export.add_argument(
         "--serving-root",
@@ -135,6 +143,7 @@ def run(args):
         image_size=cfg.image_size,
         threshold=args.threshold,
         largest_component=args.largest_component,
+        refine=args.refine,
     )
     try:
         if args.if_better:
@@ -165,7 +174,11 @@ def run(args):
 
 def _serving_options(args):
     """What the exported graph does after the model, as recorded in `metrics.json`."""
-    return {"threshold": args.threshold, "largest_component": args.largest_component}
+    return {
+        "threshold": args.threshold,
+        "largest_component": args.largest_component,
+        "refine": args.refine,
+    }
 
 
 def _apply_recipe(args):
@@ -189,6 +202,7 @@ def _apply_recipe(args):
         ("model_name", args.model_name, f"--model-name {args.model_name}"),
         ("threshold", args.threshold, f"--threshold {args.threshold}"),
         ("largest_component", args.largest_component, "--largest-component"),
+        ("refine", args.refine, f"--refine {args.refine}"),
     ):
         wanted = getattr(chosen, field)
         if given is not None and given != wanted:
@@ -202,6 +216,7 @@ def _apply_recipe(args):
         raise ValueError(f"{args.config}: export.model_name: {error}") from None
     args.threshold = chosen.threshold
     args.largest_component = chosen.largest_component
+    args.refine = chosen.refine
     return recipe
 
 
@@ -231,6 +246,7 @@ def _export_again(args):
         source=source,
         threshold=args.threshold,
         largest_component=args.largest_component,
+        refine=args.refine,
         serving_root=args.serving_root,
         data_dir=args.data_dir or source["config"].get("data_dir"),
         manual_dir=args.manual_dir or source["config"].get("manual_dir"),

@@ -59,7 +59,7 @@ import tensorflow as tf
 from ph2_tf import files
 from ph2_tf.data import preprocessing
 from ph2_tf.models.heads import lesion_probability
-from ph2_tf.serving import encoded_images, folding, versions
+from ph2_tf.serving import encoded_images, folding, refinement, versions
 from ph2_tf.serving.postprocessing import largest_component_filled_graph
 
 SIGNATURE = "serving_default"
@@ -133,7 +133,9 @@ def _training_size(model):
     return height if height is not None and height == width else None
 
 
-def serving_function(model, image_size, threshold=0.5, flip_tta=False, largest_component=False):
+def serving_function(
+    model, image_size, threshold=0.5, flip_tta=False, largest_component=False, refine=None
+):
     """The serving computation: uint8 images of any size -> probabilities and mask at that size.
 
     Args:
@@ -144,6 +146,8 @@ def serving_function(model, image_size, threshold=0.5, flip_tta=False, largest_c
             up-down flips, each flipped back (bilinear resizing commutes with both the flips
             and the mean, so this equals averaging at the image's size).
         largest_component: keep only the mask's largest 8-connected lesion, its holes filled.
+        refine: None, or the context of a second pass on a window around the lesion the first
+            pass finds (`ph2_tf.serving.refinement`), which replaces the probabilities there.
 
     Returns:
         A function of a uint8 `[N, H, W, 3]` tensor returning `{'probabilities', 'mask'}`.
@@ -154,6 +158,20 @@ def serving_function(model, image_size, threshold=0.5, flip_tta=False, largest_c
     """
     if not 0.0 < threshold < 1.0:  # also refuses NaN
         raise ValueError(f"threshold must be strictly between 0 and 1, got {threshold!r}")
+    if refine is not None:
+        refinement.check_context(refine)
+
+    def probabilities_of(images):
+        inputs = preprocessing.model_input(images, image_size)
+        if flip_tta:
+            flipped = tf.concat([inputs, inputs[:, :, ::-1], inputs[:, ::-1]], axis=0)
+            plain, left_right, up_down = tf.split(
+                lesion_probability(model(flipped, training=False)), 3, axis=0
+            )
+            probability = (plain + left_right[:, :, ::-1] + up_down[:, ::-1]) / 3
+        else:
+            probability = lesion_probability(model(inputs, training=False))
+        return tf.image.resize(probability, tf.shape(images)[1:3], method="bilinear")
 
     def serve(images):
         shape = tf.shape(images)
@@ -174,19 +192,14 @@ def serving_function(model, image_size, threshold=0.5, flip_tta=False, largest_c
         ]
         with tf.control_dependencies(checks):  # before any work on the image
             images = tf.identity(images)
-        size = shape[1:3]
 
         def model_probabilities():
-            inputs = preprocessing.model_input(images, image_size)
-            if flip_tta:
-                flipped = tf.concat([inputs, inputs[:, :, ::-1], inputs[:, ::-1]], axis=0)
-                plain, left_right, up_down = tf.split(
-                    lesion_probability(model(flipped, training=False)), 3, axis=0
+            probabilities = probabilities_of(images)
+            if refine is not None:
+                probabilities = refinement.refine_graph(
+                    images, probabilities, probabilities_of, refine, threshold
                 )
-                probability = (plain + left_right[:, :, ::-1] + up_down[:, ::-1]) / 3
-            else:
-                probability = lesion_probability(model(inputs, training=False))
-            return tf.image.resize(probability, size, method="bilinear")
+            return probabilities
 
         # oneDNN's convolutions fail on an empty batch: the model is not called on one.
         probabilities = tf.cond(
@@ -286,6 +299,7 @@ def export_for_serving(
     image_size=None,
     threshold=0.5,
     largest_component=False,
+    refine=None,
 ):
     """Writes a SavedModel with the `serving_default`, `serving_flip_tta`, `serving_encoded` and
     `serving_encoded_probabilities` signatures in TF Serving layout.
@@ -299,6 +313,7 @@ def export_for_serving(
         image_size: training size `S`; read from the model's static input shape when None.
         threshold: probability at or above which the `mask` output is 1.
         largest_component: the `mask` outputs keep only the largest lesion, its holes filled.
+        refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
 
     Returns:
         The version directory written, as a `pathlib.Path`.
@@ -319,7 +334,7 @@ def export_for_serving(
             f"input_shape={model.input_shape}"
         )
     with versions.staging(model_dir) as staged:
-        write_saved_model(model, staged, image_size, threshold, largest_component)
+        write_saved_model(model, staged, image_size, threshold, largest_component, refine)
         return versions.promote(staged, version)
 
 
@@ -339,7 +354,7 @@ def check_finite(model):
         )
 
 
-def write_saved_model(model, path, image_size, threshold=0.5, largest_component=False):
+def write_saved_model(model, path, image_size, threshold=0.5, largest_component=False, refine=None):
     """Writes the serving SavedModel of `model`, with its four signatures, to `path` (no version
     logic, no checks).
 
@@ -349,6 +364,7 @@ def write_saved_model(model, path, image_size, threshold=0.5, largest_component=
         image_size: training size `S`.
         threshold: probability at or above which the `mask` output is 1.
         largest_component: the `mask` outputs keep only the largest lesion, its holes filled.
+        refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
     """
     model = folding.fold_batch_normalization(model)
     # No `archive.track(model)`: the endpoints' variables are tracked anyway, and tracking the
@@ -357,12 +373,12 @@ def write_saved_model(model, path, image_size, threshold=0.5, largest_component=
     for name, flip_tta in ((SIGNATURE, False), (FLIP_TTA_SIGNATURE, True)):
         archive.add_endpoint(
             name,
-            serving_function(model, image_size, threshold, flip_tta, largest_component),
+            serving_function(model, image_size, threshold, flip_tta, largest_component, refine),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
         )
     # One image at a time, traced once and called by both encoded signatures.
     one_image = tf.function(
-        serving_function(model, image_size, threshold, False, largest_component),
+        serving_function(model, image_size, threshold, False, largest_component, refine),
         input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
         autograph=False,
     )

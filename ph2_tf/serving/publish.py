@@ -257,8 +257,9 @@ def serving_options(version_dir):
         version_dir: a published SavedModel version directory.
 
     Returns:
-        `{"threshold": float, "largest_component": bool}` as exported, or `{}` for a version
-        published before this was recorded (its graph only thresholds).
+        `{"threshold": float, "largest_component": bool, "refine": float or None}` as
+        exported (no "refine" for a version exported before refinement existed), or `{}` for a
+        version published before this was recorded (its graph only thresholds).
     """
     source = read_metrics(version_dir).get("source")
     return source.get("serving", {}) if isinstance(source, dict) else {}
@@ -345,6 +346,7 @@ def publish(
     source,
     threshold=0.5,
     largest_component=False,
+    refine=None,
     force=False,
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
@@ -371,6 +373,7 @@ def publish(
         source: JSON-serialisable description of the model's origin, kept in `metrics.json`.
         threshold: probability at or above which the signatures' `mask` is 1.
         largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
+        refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
         force: publish even if not better than the served version.
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
@@ -393,7 +396,7 @@ def publish(
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     sets = selection_sets(**common, selection_dir=selection_dir)
     with versions.staging(model_dir) as staged:
-        export.write_saved_model(model, staged, image_size, threshold, largest_component)
+        export.write_saved_model(model, staged, image_size, threshold, largest_component, refine)
         candidate = per_image_jaccard(staged, sets)
         served = versions.served_versions(model_dir)
         what = f"{model_name}: {source.get('name', 'candidate')}"
@@ -424,6 +427,7 @@ def export_measured(
     version=None,
     threshold=0.5,
     largest_component=False,
+    refine=None,
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
@@ -442,6 +446,7 @@ def export_measured(
         version: positive int; the next free number when None.
         threshold: probability at or above which the signatures' `mask` is 1.
         largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
+        refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
@@ -460,7 +465,7 @@ def export_measured(
     versions.require_free(model_dir, version)
     export.check_finite(model)
     with versions.staging(model_dir) as staged:
-        export.write_saved_model(model, staged, image_size, threshold, largest_component)
+        export.write_saved_model(model, staged, image_size, threshold, largest_component, refine)
         write_metrics(staged, source, data_dir=data_dir, manual_dir=manual_dir)
         path = versions.promote(staged, version)
         write_served_files(base_dir, model_name, serving_root)

@@ -10,7 +10,9 @@ The rule (`decide`), with `NOISE_MULTIPLE` = 2:
 - the gain on the selection set (the signal the choice is for, such as ISIC-select through the
   serving signature) must be above 2 standard errors: `gain > 2 * SE`;
 - on PH2 validation, the candidate must lose no more than noise: `gain >= -2 * SE` (an equal score,
-  gain 0 with SE 0, is no loss).
+  gain 0 with SE 0, is no loss);
+- so must it on any further set given as a guard: a lever chosen on a set made for it (small
+  lesions) must not cost the sets it was not made for (ISIC-select).
 
 Contract for callers (publishing, soups, `export --if-better`): pass per-image scores as mappings
 `{image_id: score}`, higher better (per-image Jaccard), of the candidate and of the served version
@@ -119,34 +121,41 @@ def paired_gain(candidate, served):
     )
 
 
-def decide(selection, validation, noise_multiple=NOISE_MULTIPLE):
+def decide(selection, validation, noise_multiple=NOISE_MULTIPLE, guards=None):
     """The publishing decision from the paired gains on the selection set and PH2 validation.
 
     Args:
         selection: `PairedGain` on the selection set (`paired_gain`).
         validation: `PairedGain` on PH2 validation.
         noise_multiple: standard errors a gain must clear; 2 unless measuring the rule itself.
+        guards: `{set name: PairedGain}` of more sets that, like PH2 validation, must lose no
+            more than noise (for a lever chosen on a set made for it, such as small lesions,
+            the sets it was not made for).
 
     Returns:
-        A `Decision`: publish only if `selection.gain > noise_multiple * selection.standard_error`
-        and `validation.gain >= -noise_multiple * validation.standard_error`.
+        A `Decision`: publish only if `selection.gain > noise_multiple * selection.standard_error`,
+        `validation.gain >= -noise_multiple * validation.standard_error`, and the same for each
+        guard.
     """
     selection_bar = noise_multiple * selection.standard_error
-    validation_bar = -noise_multiple * validation.standard_error
     if not selection.gain > selection_bar:
         reason = (
             f"selection gain {selection.gain:+.4f} is not above {noise_multiple:g} x SE "
             f"({selection_bar:.4f})"
         )
         return Decision(False, selection, validation, reason)
-    if not validation.gain >= validation_bar:
-        reason = (
-            f"PH2 validation gain {validation.gain:+.4f} is below -{noise_multiple:g} x SE "
-            f"({validation_bar:.4f}): a loss beyond noise"
-        )
-        return Decision(False, selection, validation, reason)
-    reason = (
-        f"selection gain {selection.gain:+.4f} > {noise_multiple:g} x SE ({selection_bar:.4f}) "
-        f"and PH2 validation gain {validation.gain:+.4f} >= {validation_bar:.4f}"
+    no_loss = {"PH2 validation": validation, **(guards or {})}
+    for name, gain in no_loss.items():
+        bar = -noise_multiple * gain.standard_error
+        if not gain.gain >= bar:
+            reason = (
+                f"{name} gain {gain.gain:+.4f} is below -{noise_multiple:g} x SE ({bar:.4f}): "
+                "a loss beyond noise"
+            )
+            return Decision(False, selection, validation, reason)
+    reason = f"selection gain {selection.gain:+.4f} > {noise_multiple:g} x SE ({selection_bar:.4f})"
+    reason += "".join(
+        f" and {name} gain {gain.gain:+.4f} >= {-noise_multiple * gain.standard_error:.4f}"
+        for name, gain in no_loss.items()
     )
     return Decision(True, selection, validation, reason)

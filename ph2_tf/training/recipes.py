@@ -39,6 +39,7 @@ The format (every key below is checked; any other key is refused):
     "model_name": "ph2_segnet",    # TF Serving model name
     "threshold": 0.5,              # probability threshold of the served mask
     "largest_component": true,     # keep the largest lesion, holes filled, in the graph
+    "refine": 1.5,                 # optional: a second pass around the lesion (default none)
     "notes": ["..."]
   },
   "notes": ["..."]                 # what the records cannot say, and how they were read
@@ -56,6 +57,7 @@ import dataclasses
 import json
 import pathlib
 import re
+from math import inf
 
 from ph2_tf.experiments.soup import ARCHITECTURE_FIELDS
 from ph2_tf.training.config import TrainConfig
@@ -119,12 +121,15 @@ class Export:
         model_name: TF Serving model name.
         threshold: probability threshold of the served mask.
         largest_component: the graph keeps the largest lesion and fills its holes.
+        refine: None, or the context of the graph's refining second pass
+            (`ph2_tf.serving.refinement`).
         notes: what the records say about the export.
     """
 
     model_name: str
     threshold: float
     largest_component: bool
+    refine: float | None = None
     notes: tuple = ()
 
 
@@ -350,7 +355,9 @@ def _read_soup(reader, fields, stages):
 
 
 def _read_export(reader, fields):
-    reader.section("export", fields, ("model_name", "threshold", "largest_component"), ("notes",))
+    reader.section(
+        "export", fields, ("model_name", "threshold", "largest_component"), ("refine", "notes")
+    )
     model_name = reader.text("export.model_name", fields["model_name"])
     if "/" in model_name:
         reader.fail("export.model_name", f"must be a directory name, received {model_name!r}")
@@ -368,10 +375,16 @@ def _read_export(reader, fields):
             "export.largest_component",
             f"must be true or false, received {fields['largest_component']!r}",
         )
+    refine = fields.get("refine")
+    if refine is not None and (
+        isinstance(refine, bool) or not isinstance(refine, (int, float)) or not 1 <= refine < inf
+    ):
+        reader.fail("export.refine", f"must be null or a finite number >= 1, received {refine!r}")
     return Export(
         model_name=model_name,
         threshold=float(threshold),
         largest_component=fields["largest_component"],
+        refine=None if refine is None else float(refine),
         notes=reader.notes("export.notes", fields.get("notes", [])),
     )
 
