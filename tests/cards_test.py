@@ -103,6 +103,18 @@ def test_card_shows_what_metrics_json_and_the_saved_model_record(saved_model, tm
     assert "- Not a medical device" in prose and "- Trained on PH² only" in prose
 
 
+def test_card_states_the_refining_second_pass_and_its_limit(saved_model, tmp_path):
+    path, _ = saved_model
+    record = metrics_record(0.5)
+    record["source"]["serving"] = {"threshold": 0.5, "largest_component": True, "refine": 1.5}
+    card = " ".join(cards.model_card(publish_version(tmp_path / "m", 2, path, record)).split())
+    assert "- Refinement: a second pass of the model on a window 1.5 times the bounding box" in card
+    assert "one it misses at the first size stays missed" in card
+    record["source"]["serving"]["refine"] = None
+    card = cards.model_card(publish_version(tmp_path / "m", 3, path, record))
+    assert "Refinement" not in card and "stays missed" not in card
+
+
 def test_card_leaves_out_what_is_not_recorded(saved_model, tmp_path):
     path, _ = saved_model
     version_dir = publish_version(

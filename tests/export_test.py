@@ -24,6 +24,7 @@ from ph2_tf.serving.postprocessing import largest_component_filled
 from tfds_ph2.ph2.image_reading import read_image
 
 IMAGE_SIZE = 64
+REFINE = 1.5
 HEIGHT, WIDTH = 561, 767
 
 
@@ -169,7 +170,7 @@ def test_fresh_process_serves_encoded_images_as_the_default_signature_serves_rea
     args = [tmp_path / "cases.npz", tmp_path / "outputs.npz", tmp_path / "report.json"]
     env = subprocess_env(TF_ENABLE_ONEDNN_OPTS="1")
     run_python(
-        [SCRIPTS_DIR / "serve_encoded_images.py", largest_component_exported, *args], env=env
+        [SCRIPTS_DIR / "serve_encoded_images.py", largest_component_exported[0], *args], env=env
     )
     outputs = np.load(tmp_path / "outputs.npz")
     report = json.loads((tmp_path / "report.json").read_text())
@@ -273,17 +274,37 @@ def test_largest_component_export_post_processes_both_signatures_masks(exported,
 
 @pytest.fixture(scope="module")
 def largest_component_exported(tmp_path_factory):
-    """A tiny UNet exported with the largest-component post-processing in its graph."""
+    """A tiny UNet exported with the largest-component post-processing and the refining
+    second pass in its graph, and the model."""
     model = build_model("unet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
     base_dir = tmp_path_factory.mktemp("saved_models")
-    return export.export_for_serving(model, base_dir, "unet", largest_component=True)
+    path = export.export_for_serving(model, base_dir, "unet", largest_component=True, refine=REFINE)
+    return path, model
+
+
+def test_a_refined_export_serves_what_the_refining_serving_function_computes(
+    largest_component_exported,
+):
+    path, model = largest_component_exported
+    loaded = tf.saved_model.load(str(path))
+    images = np.random.default_rng(4).integers(0, 256, (2, 90, 130, 3), dtype=np.uint8)
+    for name, flip_tta in ((export.SIGNATURE, False), (export.FLIP_TTA_SIGNATURE, True)):
+        serve = export.serving_function(
+            model, IMAGE_SIZE, flip_tta=flip_tta, largest_component=True, refine=REFINE
+        )
+        expected = serve(tf.constant(images))
+        outputs = loaded.signatures[name](images=tf.constant(images))
+        # The export folds BatchNorm into the convolutions: equal up to float rounding.
+        np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], atol=1e-5)
+    unrefined = export.serving_function(model, IMAGE_SIZE)(tf.constant(images))
+    assert np.abs(outputs["probabilities"] - unrefined["probabilities"]).max() > 1e-3
 
 
 @pytest.mark.parametrize("largest_component", [False, True])
 def test_an_empty_batch_gives_empty_outputs(
     exported, largest_component_exported, largest_component
 ):
-    path = largest_component_exported if largest_component else exported[2]
+    path = largest_component_exported[0] if largest_component else exported[2]
     loaded = tf.saved_model.load(str(path))
     for name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
         outputs = loaded.signatures[name](images=tf.zeros([0, 30, 40, 3], tf.uint8))
@@ -293,7 +314,7 @@ def test_an_empty_batch_gives_empty_outputs(
 
 
 def test_one_pixel_images_are_served(largest_component_exported):
-    loaded = tf.saved_model.load(str(largest_component_exported))
+    loaded = tf.saved_model.load(str(largest_component_exported[0]))
     images = np.random.default_rng(3).integers(0, 256, (3, 1, 1, 3), dtype=np.uint8)
     for name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
         outputs = loaded.signatures[name](images=tf.constant(images))

@@ -94,6 +94,35 @@ def test_the_selection_folder_is_the_signal_and_ph2_validation_only_guards():
     assert not decision.publish and "on ph2_validation" in record["rule"]
 
 
+def test_further_selection_folders_guard_and_only_the_first_is_the_signal():
+    served = {
+        "ph2_validation": {"a": 0.8, "b": 0.9, "c": 0.7},
+        "small_lesions": {"s": 0.5, "t": 0.6, "u": 0.4},
+        "isic": {"x": 0.5, "y": 0.6, "z": 0.7},
+    }
+    better_on_small = {**served, "small_lesions": {"s": 0.7, "t": 0.81, "u": 0.6}}
+    decision, record = publish.publishing_decision(better_on_small, served)
+    assert decision.publish
+    assert (
+        "on small_lesions, and gain >= -2 x its standard error on PH2 validation, isic"
+        in (record["rule"])
+    )
+    # The same gain, but the second folder loses beyond its noise: refused.
+    worse_on_isic = {**better_on_small, "isic": {"x": 0.3, "y": 0.4, "z": 0.5}}
+    decision, _ = publish.publishing_decision(worse_on_isic, served)
+    assert not decision.publish and "isic gain -0.2000 is below -2 x SE" in decision.reason
+    # A gain on a guard alone is no reason to publish.
+    better_on_isic = {**served, "isic": {"x": 0.7, "y": 0.8, "z": 0.9}}
+    decision, _ = publish.publishing_decision(better_on_isic, served)
+    assert not decision.publish and "selection gain +0.0000 is not above" in decision.reason
+
+
+def test_two_selection_folders_of_one_name_are_refused_before_reading(tmp_path):
+    folders = [tmp_path / "a" / "isic", tmp_path / "b" / "isic"]
+    with pytest.raises(ValueError, match=r"b/isic: a set named 'isic' is already in"):
+        publish.selection_sets(data_dir=tmp_path / "no_data", selection_dirs=folders)
+
+
 def test_best_per_model_skips_diverged_seeds():
     def record(name, seed, jaccard):
         model = name.split("-")[0]
@@ -266,9 +295,13 @@ def test_export_from_saved_model_if_better_publishes_a_better_serving_graph(
     assert second == str(base_dir / "ph2_unet" / "2")
     source = json.loads((pathlib.Path(second) / publish.METRICS_FILE).read_text())["source"]
     assert source["exported_again_from"] == first
-    assert source["serving"] == {"threshold": 0.5, "largest_component": True}
+    assert source["serving"] == {"threshold": 0.5, "largest_component": True, "refine": None}
     assert publish.serving_options(second) == source["serving"]
-    assert publish.serving_options(first) == {"threshold": 0.6, "largest_component": False}
+    assert publish.serving_options(first) == {
+        "threshold": 0.6,
+        "largest_component": False,
+        "refine": None,
+    }
     assert export_json("--from-saved-model", second, "--largest-component") is None  # a tie
     assert versions.served_versions(base_dir / "ph2_unet")[-1].name == "2"
 

@@ -128,9 +128,11 @@ def test_soup_and_export_of_a_committed_recipe_are_the_served_version(committed)
             (p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
         )
         source = json.loads((served / "metrics.json").read_text())["source"]
-        assert source["serving"] == {
+        # Versions exported before refinement existed record no "refine": they have none.
+        assert {"refine": None, **source["serving"]} == {
             "threshold": recipe.export.threshold,
             "largest_component": recipe.export.largest_component,
+            "refine": recipe.export.refine,
         }
         candidates = source["soup"]["configs"]
         runs = runs_of(recipe, recipe.soup.ingredients)
@@ -233,6 +235,8 @@ def _drop(keys):
         (_drop(["export"]), "export is missing"),
         (_set(["export", "threshold"], 1.5), "export.threshold must be a number strictly"),
         (_set(["export", "largest_component"], "yes"), "largest_component must be true or false"),
+        (_set(["export", "refine"], 0.5), "export.refine must be null or a finite number >= 1"),
+        (_set(["export", "refine"], True), "export.refine must be null or a finite number >= 1"),
         (_set(["name"], "Tiny Model"), "name must be lower-case letters"),
         (
             _set(["soup", "ingredients"], ["base", "later"]),
@@ -367,6 +371,7 @@ def test_soup_and_export_with_config_refuse_what_contradicts_the_recipe(capsys, 
             f'ph2_unet contradicts {config}, whose export sets model_name "ph2_segnet"',
         ),
         (["--threshold", "0.6"], "--threshold 0.6 contradicts"),
+        (["--refine", "2"], "--refine 2.0 contradicts"),
     ]:
         status, err = error_line(capsys, [*export, *flags])
         assert status == 2 and err.startswith("python -m ph2_tf export: error: ") and message in err
@@ -408,5 +413,5 @@ def test_a_tiny_recipe_trains_stage_by_stage_then_soups_and_exports(ph2_dummy, t
     export = ["export", "--config", str(path), "--run-dir", str(soup_dir)]
     assert cli.main([*export, "--base-dir", str(base_dir), "--if-better", *data]) in (0, None)
     source = json.loads((base_dir / "ph2_tiny" / "1" / "metrics.json").read_text())["source"]
-    assert source["serving"] == {"threshold": 0.5, "largest_component": True}
+    assert source["serving"] == {"threshold": 0.5, "largest_component": True, "refine": None}
     assert source["soup"]["ingredients"] == printed["ingredients"]

@@ -134,3 +134,38 @@ def test_small_lesion_cases_are_deterministic_small_and_named(validation):
     empty = hand_made_case("IMD999", (20, 30), np.s_[0:0, 0:0])
     with pytest.raises(ValueError, match="image IMD999: the mask has no lesion pixel"):
         stress_sets.small_lesion_cases([empty])
+
+
+def test_a_written_set_reads_back_as_the_same_pixels_and_is_never_overwritten(tmp_path):
+    cases = [
+        hand_made_case("IMD002", (30, 40), np.s_[5:12, 8:20]),
+        hand_made_case("IMD001", (25, 35), np.s_[10:20, 3:9]),
+    ]
+    small = stress_sets.small_lesion_cases(cases)
+    folder = tmp_path / "small_lesions"
+    stress_sets.write_folder(small, folder)
+    read = external.folder_cases(folder)
+    assert [case.image_id for case in read] == ["IMD001", "IMD002"]
+    for written, read_back in zip(sorted(small), read, strict=True):
+        np.testing.assert_array_equal(read_back.image, written.image)
+        np.testing.assert_array_equal(read_back.mask, written.mask)
+    with pytest.raises(FileExistsError, match="small_lesions exists already"):
+        stress_sets.write_folder(cases, folder)
+    assert len(list((folder / "images").iterdir())) == 2
+
+
+def test_a_killed_write_leaves_no_set_and_the_next_write_completes(tmp_path):
+    folder = tmp_path / "artefacts"
+
+    class Killed(Exception):
+        pass
+
+    def unreadable_cases():
+        yield hand_made_case("IMD001", (20, 30), np.s_[5:10, 5:10])
+        raise Killed  # the process dies after the first image
+
+    with pytest.raises(Killed):
+        stress_sets.write_folder(unreadable_cases(), folder)
+    assert not folder.exists() and external.folder_cases(folder) == []
+    stress_sets.write_folder([hand_made_case("IMD002", (20, 30), np.s_[5:10, 5:10])], folder)
+    assert [case.image_id for case in external.folder_cases(folder)] == ["IMD002"]

@@ -74,16 +74,20 @@ def add_parser(commands):
         action="store_true",
         help="publish as the next version only if it beats the served (highest) version by "
         "more than noise: paired per-image Jaccard gain through both signatures above twice "
-        "its standard error on the selection set (--selection-set, else PH2 validation), and "
-        "no loss beyond noise on PH2 validation (with --from-saved-model: the same weights in "
-        "another serving graph); writes metrics.json (needs the dataset: --data-dir, "
-        "--manual-dir)",
+        "its standard error on the selection signal (the first --selection-set, else PH2 "
+        "validation), and no loss beyond noise on PH2 validation and any other "
+        "--selection-set (with --from-saved-model: the same weights in another serving "
+        "graph); writes metrics.json (needs the dataset: --data-dir, --manual-dir)",
     )
     export.add_argument(
         "--selection-set",
-        help="with --if-better: an ISIC-layout folder (images/*.jpg, masks/<id>_segmentation.png) "
-        "of other clinics' images to choose on beside PH2 validation, e.g. "
-        "../shared/external/isic2017-select",
+        action="append",
+        default=[],
+        help="with --if-better: an ISIC-layout folder (images/*.jpg or *.png, "
+        "masks/<id>_segmentation.png) to choose on beside PH2 validation, e.g. "
+        "../shared/external/isic2017-select or a stress set (python -m "
+        "ph2_tf.experiments.stress_sets). Repeatable: the first is the selection signal, and "
+        "the others, like PH2 validation, may lose no more than noise",
     )
     export.add_argument(
         "--config",
@@ -102,11 +106,11 @@ def run(args):
     """
     if args.if_better and args.version is not None:
         return fail(args, f"--if-better picks the version itself; drop --version {args.version}")
-    if args.selection_set is not None:
-        if not args.if_better:
-            return fail(args, "--selection-set is for --if-better, which chooses")
-        if not pathlib.Path(args.selection_set, "images").is_dir():
-            return fail(args, f"--selection-set {args.selection_set}: no images/ folder there")
+    if args.selection_set and not args.if_better:
+        return fail(args, "--selection-set is for --if-better, which chooses")
+    for folder in args.selection_set:
+        if not pathlib.Path(folder, "images").is_dir():
+            return fail(args, f"--selection-set {folder}: no images/ folder there")
     if not (args.if_better or args.from_saved_model):
         refused = refuse_unused(
             args,
@@ -157,7 +161,7 @@ def run(args):
                 serving_root=args.serving_root,
                 data_dir=args.data_dir or cfg.data_dir,
                 manual_dir=args.manual_dir or cfg.manual_dir,
-                selection_dir=args.selection_set,
+                selection_dirs=args.selection_set,
                 **common,
             )
             print(json.dumps({"saved_model": None if path is None else str(path)}))
@@ -253,7 +257,7 @@ def _export_again(args):
     )
     try:
         if args.if_better:
-            path = publish.publish(**common, selection_dir=args.selection_set)
+            path = publish.publish(**common, selection_dirs=args.selection_set)
             print(json.dumps({"saved_model": None if path is None else str(path)}))
             return 0
         path = publish.export_measured(version=args.version, **common)

@@ -46,7 +46,8 @@ def folder_cases(directory):
     """The cases of an ISIC-layout folder, sorted by image name.
 
     Args:
-        directory: folder holding `images/*.jpg` and `masks/<stem>_segmentation.png`.
+        directory: folder holding `images/*.jpg` (ISIC's) or `images/*.png` (lossless, as
+            `ph2_tf.experiments.stress_sets` writes them) and `masks/<stem>_segmentation.png`.
 
     Returns:
         A list of `Case`s identified by file stem (`ISIC_0000000`); empty if `directory` does
@@ -60,7 +61,8 @@ def folder_cases(directory):
     if not directory.is_dir():
         return []
     cases = []
-    for image_path in sorted((directory / "images").glob("*.jpg")):
+    image_paths = [*(directory / "images").glob("*.jpg"), *(directory / "images").glob("*.png")]
+    for image_path in sorted(image_paths, key=lambda path: path.name):
         mask_path = directory / "masks" / f"{image_path.stem}_segmentation.png"
         if not mask_path.is_file():
             raise FileNotFoundError(f"{image_path}: its mask {mask_path} does not exist")

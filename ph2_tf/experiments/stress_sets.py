@@ -37,19 +37,23 @@ Each image's random draws come from a generator seeded with `seed`, the image's 
 (`image_rng`), so a set is the same pixels for the same seed, whichever other images come with
 it.
 
-Preview the sets (PNG files, outside the repository: PH2's images are not ours to publish):
+Write the sets as ISIC-layout folders of PNG files, to look at or to choose on (`export
+--if-better --selection-set /tmp/stress_sets/small_lesions`); outside the repository, since PH2's
+images are not ours to publish:
 
     python -m ph2_tf.experiments.stress_sets --data-dir /tmp/tfds --output-dir /tmp/stress_sets
 """
 
 import argparse
 import pathlib
+import shutil
 import zlib
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ph2_tf import files
 from ph2_tf.data import augmentation, external
 
 SEED = 0
@@ -332,12 +336,41 @@ def small_lesion_cases(cases, *, seed=SEED):
     return zoomed
 
 
+def write_folder(cases, folder):
+    """Writes cases in the ISIC layout, losslessly: `images/<id>.png` and
+    `masks/<id>_segmentation.png` (0 or 255), which `ph2_tf.data.external.folder_cases` reads
+    back as the same pixels, so that a stress set can be a selection set (`export --if-better
+    --selection-set`). The folder is assembled under a temporary name and renamed when complete:
+    a killed write leaves no half set where a reader would take it for a whole one.
+
+    Raises:
+        FileExistsError: `folder` exists already; nothing is written then.
+    """
+    folder = pathlib.Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists already: give a new --output-dir")
+    partial = files.partial_path(folder)
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed earlier write
+    for subfolder in ("images", "masks"):
+        (partial / subfolder).mkdir(parents=True)
+    for image_id, image, mask in cases:
+        Image.fromarray(image).save(partial / "images" / f"{image_id}.png")
+        segmentation = Image.fromarray(mask.astype(np.uint8) * 255)
+        segmentation.save(partial / "masks" / f"{image_id}_segmentation.png")
+    partial.rename(folder)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m ph2_tf.experiments.stress_sets", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--data-dir", required=True, help="TFDS data dir with ph2/original")
-    parser.add_argument("--output-dir", required=True, type=pathlib.Path, help="for PNG previews")
+    parser.add_argument(
+        "--output-dir",
+        required=True,
+        type=pathlib.Path,
+        help="new folder for the sets, one ISIC-layout folder each (PNG files)",
+    )
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the draws")
     args = parser.parse_args(argv)
     if not (pathlib.Path(args.data_dir) / "ph2" / "original").is_dir():
@@ -350,10 +383,10 @@ def main(argv=None):
         ("small_lesions_artefacts", artefact_cases(small_lesions, seed=args.seed)),
     ):
         folder = args.output_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for image_id, image, mask in cases:
-            Image.fromarray(image).save(folder / f"{image_id}.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{image_id}_mask.png")
+        try:
+            write_folder(cases, folder)
+        except FileExistsError as error:
+            parser.error(str(error))
         shares = [case.mask.mean() for case in cases]
         print(
             f"{name}: {len(cases)} of {len(validation)} images, lesion share "

@@ -296,6 +296,12 @@ def _recipe_lines(source, config):
                 else "no (the thresholded mask as it is)."
             )
         )
+    if serving.get("refine") is not None:
+        yield (
+            f"- Refinement: a second pass of the model on a window {_value(serving['refine'])} "
+            "times the bounding box of the lesion the first pass finds, whose probabilities "
+            "replace the first pass's there (`ph2_tf.serving.refinement`)."
+        )
     ingredient_configs = [soup.get("configs", {}).get(name) for name in ingredients]
     configs = (
         ingredient_configs if ingredients and all(ingredient_configs) else [config] * bool(config)
@@ -434,6 +440,11 @@ def _limit_lines(source, config):
     if "image_size" in config:
         size = config["image_size"]
         yield f"- Images are resized to {size}×{size} without keeping their aspect ratio."
+        if source.get("serving", {}).get("refine") is not None:
+            yield (
+                "- A lesion is seen at higher resolution only when the first pass finds it: one "
+                "it misses at the first size stays missed."
+            )
     if source.get("serving", {}).get("largest_component"):
         yield (
             "- Only the largest lesion is kept: of two lesions the smaller is dropped, and a "

@@ -3,12 +3,13 @@
 TF Serving (and `ph2-seg predict`) serve a model's highest version, so a new version is
 published only when it beats the version being served by more than noise, or when the caller
 insists (`force=True`). Both are scored image by image through their own serving signature at
-original size, on PH2 validation and, when a selection folder is given (such as ISIC-select,
-images from other clinics), on that folder too; `selection.decide` then applies the rule: the
-paired gain on the selection signal (the folder, else PH2 validation) must exceed twice its
-standard error, and PH2 validation may lose no more than noise. The decision and its numbers are
-recorded in the version's `metrics.json` (`source.publishing`). Each published version gets a
-`metrics.json` measured on the validation and test splits.
+original size, on PH2 validation and, when selection folders are given (such as ISIC-select,
+images from other clinics, or a stress set), on those too; `selection.decide` then applies the
+rule: the paired gain on the selection signal (the first folder, else PH2 validation) must exceed
+twice its standard error, and PH2 validation and the other folders may lose no more than noise.
+The decision and its numbers are recorded in the version's `metrics.json`
+(`source.publishing`). Each published version gets a `metrics.json` measured on the validation
+and test splits.
 
 A version is assembled whole (SavedModel and `metrics.json`) in the model's staging folder and
 renamed to its number in one step (`ph2_tf.serving.versions`); `models.config` and the model's
@@ -106,28 +107,34 @@ def selection_score(version_dir, *, data_dir=None, manual_dir=None):
     return result[SELECTION_SPLIT]["metrics"][SELECTION_METRIC]
 
 
-def selection_sets(*, data_dir=None, manual_dir=None, selection_dir=None):
+def selection_sets(*, data_dir=None, manual_dir=None, selection_dirs=()):
     """The image sets a publishing choice is scored on.
 
     Args:
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
-        selection_dir: None, or an ISIC-layout folder (`images/`, `masks/`) of images from
-            other clinics kept for choosing, such as `../shared/external/isic2017-select`.
+        selection_dirs: ISIC-layout folders (`images/`, `masks/`) kept for choosing, such as
+            `../shared/external/isic2017-select` or a stress set written by
+            `python -m ph2_tf.experiments.stress_sets`; the first is the selection signal.
 
     Returns:
-        `{"ph2_validation": cases}`, plus `{<folder name>: cases}` with `selection_dir`.
+        `{"ph2_validation": cases}`, then `{<folder name>: cases}` for each of `selection_dirs`.
 
     Raises:
-        ValueError: `selection_dir` holds no images.
+        ValueError: a folder holds no images, or two folders have the same name.
     """
+    names = ["ph2_validation"]
+    for selection_dir in selection_dirs:  # before any image is read
+        name = Path(selection_dir).name
+        if name in names:
+            raise ValueError(f"selection set {selection_dir}: a set named {name!r} is already in")
+        names.append(name)
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     sets = {"ph2_validation": external.ph2_cases(SELECTION_SPLIT, **common)}
-    if selection_dir is not None:
-        cases = external.folder_cases(selection_dir)
-        if not cases:
-            raise ValueError(f"selection set {selection_dir}: no images/*.jpg with their masks")
-        sets[Path(selection_dir).name] = cases
+    for name, selection_dir in zip(names[1:], selection_dirs, strict=True):
+        sets[name] = external.folder_cases(selection_dir)
+        if not sets[name]:
+            raise ValueError(f"selection set {selection_dir}: no images with their masks")
     return sets
 
 
@@ -144,18 +151,23 @@ def per_image_jaccard(version_dir, sets):
 def publishing_decision(candidate, served):
     """`selection.decide` on per-image Jaccards from `per_image_jaccard` of the same sets.
 
-    The selection signal is the selection folder when there is one, else PH2 validation.
+    The selection signal is the first selection folder when there is one, else PH2 validation;
+    PH2 validation and any further folder are guards, which must lose no more than noise.
 
     Returns:
         `(decision, record)`: the `selection.Decision`, and what `metrics.json` keeps of it.
     """
     gains = {name: selection.paired_gain(candidate[name], served[name]) for name in candidate}
-    signal = next((name for name in gains if name != "ph2_validation"), "ph2_validation")
-    decision = selection.decide(gains[signal], gains["ph2_validation"])
+    folders = [name for name in gains if name != "ph2_validation"]
+    signal = folders[0] if folders else "ph2_validation"
+    guards = folders[1:]
+    decision = selection.decide(
+        gains[signal], gains["ph2_validation"], guards={name: gains[name] for name in guards}
+    )
+    bar = f"{selection.NOISE_MULTIPLE:g} x its standard error"
     record = {
-        "rule": f"paired per-image Jaccard gain over the served version > "
-        f"{selection.NOISE_MULTIPLE:g} x its standard error on {signal}, and PH2 validation "
-        f"gain >= -{selection.NOISE_MULTIPLE:g} x its standard error",
+        "rule": f"paired per-image Jaccard gain over the served version > {bar} on {signal}, "
+        f"and gain >= -{bar} on " + ", ".join(["PH2 validation", *guards]),
         "gains": {
             name: {"gain": g.gain, "standard_error": g.standard_error, "images": g.images}
             for name, g in gains.items()
@@ -351,7 +363,7 @@ def publish(
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
-    selection_dir=None,
+    selection_dirs=(),
     log=print,
 ):
     """Exports `model` as the next version of `model_name` if it beats the served version.
@@ -378,7 +390,8 @@ def publish(
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
-        selection_dir: an ISIC-layout folder to choose on beside PH2 validation, or None.
+        selection_dirs: ISIC-layout folders to choose on beside PH2 validation, the first the
+            selection signal, the others guards (`selection_sets`).
         log: function receiving one line of text per decision.
 
     Returns:
@@ -386,7 +399,7 @@ def publish(
 
     Raises:
         ValueError: non-finite weights, a threshold not strictly between 0 and 1, or an empty
-            `selection_dir`.
+            `selection_dirs` folder, or two with the same name.
         versions.PublishingError: another process is publishing a version of this model.
     """
     from ph2_tf.serving import export  # imports TensorFlow
@@ -394,7 +407,7 @@ def publish(
     export.check_finite(model)
     model_dir = Path(base_dir) / model_name
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
-    sets = selection_sets(**common, selection_dir=selection_dir)
+    sets = selection_sets(**common, selection_dirs=selection_dirs)
     with versions.staging(model_dir) as staged:
         export.write_saved_model(model, staged, image_size, threshold, largest_component, refine)
         candidate = per_image_jaccard(staged, sets)
