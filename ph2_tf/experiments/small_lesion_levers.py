@@ -232,6 +232,7 @@ def main(argv=None):
         lines += model_lines
     elapsed = f"\n{time.perf_counter() - started:.0f} s"
     print(elapsed)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     files.write_text(args.output_dir / "output.txt", "\n".join(lines) + elapsed + "\n")
     files.write_json(
         args.output_dir / "per_image.json",
