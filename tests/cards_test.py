@@ -110,6 +110,7 @@ def test_card_states_the_refining_second_pass_and_its_limit(saved_model, tmp_pat
     card = " ".join(cards.model_card(publish_version(tmp_path / "m", 2, path, record)).split())
     assert "- Refinement: a second pass of the model on a window 1.5 times the bounding box" in card
     assert "one it misses at the first size stays missed" in card
+    assert "`serving_default`: one model call, then the same on the window around the" in card
     record["source"]["serving"]["refine"] = None
     card = cards.model_card(publish_version(tmp_path / "m", 3, path, record))
     assert "Refinement" not in card and "stays missed" not in card

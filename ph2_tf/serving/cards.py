@@ -93,7 +93,7 @@ def model_card(version_dir):
         _section("Recipe", _recipe_lines(source, config)),
         _section("Scores", _score_lines(metrics, extra)),
         _section("Latency", _latency_lines(extra)),
-        _section("Signatures", _signature_lines(version_dir)),
+        _section("Signatures", _signature_lines(version_dir, source)),
         _section("Limits", _limit_lines(source, config)),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
@@ -397,7 +397,7 @@ def _latency_lines(extra):
     return ["One image per call, after warm-up calls.", "", *_table(_LATENCY_COLUMNS, rows)]
 
 
-def _signature_lines(version_dir):
+def _signature_lines(version_dir, source):
     import tensorflow as tf
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
@@ -420,8 +420,11 @@ def _signature_lines(version_dir):
     names = sorted(
         (n for n in signatures if not n.startswith("__")), key=lambda n: (n != export.SIGNATURE, n)
     )
+    refined = source.get("serving", {}).get("refine") is not None
     for name in names:
         purpose = f": {SIGNATURE_PURPOSES[name]}" if name in SIGNATURE_PURPOSES else ""
+        if refined and name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
+            purpose += ", then the same on the window around the lesion it finds (refinement)"
         inputs, outputs = tensors(signatures[name].inputs), tensors(signatures[name].outputs)
         yield f"- `{name}`{purpose}. In: {inputs}. Out: {outputs}."
     if names:
