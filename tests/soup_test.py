@@ -13,7 +13,8 @@ import pytest
 from publish_test import IMAGE_SIZE, constant_model
 
 from ph2_tf import cli
-from ph2_tf.experiments import soup
+from ph2_tf.data.external import Case
+from ph2_tf.experiments import soup, stress_sets
 from ph2_tf.models import build_model
 from ph2_tf.serving import export, publish
 from ph2_tf.training.config import TrainConfig
@@ -185,3 +186,40 @@ def test_an_ingredient_that_cannot_be_used_is_one_line_before_any_scoring(
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("python -m ph2_tf soup: error: ") and reason in err
     assert not out_dir.exists() and not out_dir.with_name("soup.partial").exists()
+
+
+def test_a_soup_chosen_on_a_selection_folder_scores_on_it_alone(tmp_path, capsys):
+    # A folder whose masks are empty: there, the run that marks nothing is the best, while on
+    # PH2 validation (not read here: its data dir does not exist) it would be the worst.
+    folder = tmp_path / "no_lesion"
+    rng = np.random.default_rng(0)
+    stress_sets.write_folder(
+        [
+            Case(f"IMG{i}", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), np.zeros((20, 30)))
+            for i in range(2)
+        ],
+        folder,
+    )
+    config = TrainConfig(image_size=IMAGE_SIZE, width=0.125, data_dir=str(tmp_path / "no_data"))
+    runs = []
+    for logit, name in ((30.0, "lesion"), (-1.0, "background")):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        constant_model(logit).save(run_dir / BEST_MODEL_FILE)
+        config.save(run_dir / CONFIG_FILE)
+        runs.append(str(run_dir))
+    out_dir = tmp_path / "soup"
+
+    status = cli.main(["soup", *runs, "--out-dir", str(out_dir), "--selection-set", str(folder)])
+
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    # Alone, "background" scores 1 there; with "lesion" the mean logit, 14.5, marks everything.
+    assert printed == {"run_dir": str(out_dir), "ingredients": runs[1:], "selection_jaccard": 1.0}
+    record = json.loads((out_dir / soup.SOUP_FILE).read_text())
+    assert record["selection_set"] == str(folder) and "validation_jaccard" not in record
+    assert record["selection"].startswith("no_lesion jaccard through the serving signature")
+    assert [step["soup_score"] for step in record["steps"]] == [1.0, 0.0]
+    status = cli.main(["soup", *runs, "--out-dir", "x", "--selection-set", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert status == 2 and f"--selection-set {tmp_path}: no images/ folder" in error

@@ -1,6 +1,7 @@
 """`soup`: a greedy weight soup of runs fine-tuned from one checkpoint."""
 
 import json
+import pathlib
 import sys
 
 from ph2_tf.cli.common import add_data_args, fail, fail_on_data
@@ -32,6 +33,12 @@ def add_parser(commands):
     recipe.add_argument(
         "--runs-root", help="with --config: where `train --config` wrote the runs (default runs)"
     )
+    soup.add_argument(
+        "--selection-set",
+        help="an ISIC-layout folder (images/, masks/) to choose the ingredients on instead of PH2 "
+        "validation, e.g. ../shared/external/isic2017-select; publish the soup with `export "
+        "--if-better --selection-set` on the same folder",
+    )
     add_data_args(soup)
 
 
@@ -45,6 +52,8 @@ def run(args):
     from ph2_tf.experiments import soup
     from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 
+    if args.selection_set is not None and not pathlib.Path(args.selection_set, "images").is_dir():
+        return fail(args, f"--selection-set {args.selection_set}: no images/ folder there")
     if args.config is None:
         if args.runs_root is not None:
             return fail(args, "--runs-root needs --config, the recipe it refers to")
@@ -68,13 +77,18 @@ def run(args):
             args.out_dir,
             data_dir=args.data_dir,
             manual_dir=args.manual_dir,
+            selection_dir=args.selection_set,
             log=lambda line: print(line, file=sys.stderr),
         )
     except (Ph2DataError, Ph2FileNotFoundError) as error:
         return fail_on_data(args, error)
     except (OSError, ValueError) as error:  # an ingredient unreadable or unlike the others
         return fail(args, error)
-    summary = {key: record[key] for key in ("ingredients", "validation_jaccard")}
+    summary = {
+        key: record[key]
+        for key in ("ingredients", "validation_jaccard", "selection_jaccard")
+        if key in record
+    }
     print(json.dumps({"run_dir": args.out_dir, **summary}))
     return 0
 

@@ -8,9 +8,10 @@ means about as accurate as the best run on the data it was trained for, and more
 distribution shift.
 
 `greedy_soup` follows their greedy recipe: ingredients in order of their own validation score,
-each kept only if the soup's validation score does not fall with it. `make_soup` scores with
-`publish.selection_score`, the number `export --if-better` publishes by, so a soup is chosen on
-PH2 validation alone, and writes a run directory that `export` takes like a trained run.
+each kept only if the soup's validation score does not fall with it. `make_soup` scores through
+the serving signature as `export --if-better` does, on PH2 validation or on a selection folder
+(`--selection-set`, such as ISIC-select: images from other clinics, which PH2 validation cannot
+stand for), and writes a run directory that `export` takes like a trained run.
 
 BatchNormalization's moving mean and variance are averaged like every other weight; they are
 not measured again on the training data.
@@ -178,11 +179,14 @@ def greedy_soup(ingredients, score):
     return soup, steps
 
 
-def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
-    """Chooses a greedy soup on PH2 validation and writes it as a run directory.
+def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, selection_dir=None, log=print):
+    """Chooses a greedy soup on PH2 validation, or on a selection folder, and writes it as a
+    run directory.
 
     Every candidate is scored as `export --if-better` would score it: exported, and measured
-    through its serving signature on the validation split at original size.
+    through its serving signature at original size, on the validation split or, with
+    `selection_dir`, on that folder (the selection signal of `export --if-better
+    --selection-set`, which then checks PH2 validation for a loss).
 
     Args:
         paths: run directories and published versions (see `load_ingredient`).
@@ -191,19 +195,29 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
             every score and decision, and provenance).
         data_dir: TFDS data directory (default: the first ingredient's).
         manual_dir: PH2 manual directory.
+        selection_dir: None, or an ISIC-layout folder to choose on instead of PH2 validation,
+            such as `../shared/external/isic2017-select`.
         log: function receiving one line of text per step.
 
     Returns:
-        The `soup.json` contents.
+        The `soup.json` contents: with `validation_jaccard`, or with `selection_set` and
+        `selection_jaccard` when chosen on a folder.
 
     Raises:
-        ValueError: `out_dir` exists, or the ingredients cannot be read or mixed.
+        ValueError: `out_dir` exists, the ingredients cannot be read or mixed, or
+            `selection_dir` holds no images.
     """
+    from ph2_tf.data import external
     from ph2_tf.serving import publish  # exports to score: TensorFlow
 
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise ValueError(f"--out-dir {str(out_dir)!r} already exists; a soup gets a new one")
+    cases = None
+    if selection_dir is not None:
+        cases = external.folder_cases(selection_dir)
+        if not cases:
+            raise ValueError(f"selection set {selection_dir}: no images with their masks")
     ingredients = [load_ingredient(path) for path in paths]
     # Checked before the minutes of scoring: any of them may turn out the best.
     run_configs = {ingredient.path: _run_config(ingredient, out_dir) for ingredient in ingredients}
@@ -214,7 +228,7 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
     def score(weights):
         model.set_weights(weights)
         return publish.candidate_score(
-            model, config["image_size"], data_dir=data_dir, manual_dir=manual_dir
+            model, config["image_size"], data_dir=data_dir, manual_dir=manual_dir, cases=cases
         )
 
     soup, steps = greedy_soup(ingredients, score)
@@ -222,12 +236,15 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, log=print):
         verdict = "kept" if step["kept"] else "left out"
         log(f"{step['added']}: alone {step['score']:.4f}, soup {step['soup_score']:.4f}, {verdict}")
     model.set_weights(average([ingredient.weights for ingredient in soup]))
+    chosen_on = publish.SELECTION_SPLIT if cases is None else Path(selection_dir).name
+    score_key = "validation_jaccard" if cases is None else "selection_jaccard"
     record = {
         "method": "greedy soup (Wortsman et al., 2022); BatchNorm statistics averaged",
-        "selection": f"{publish.SELECTION_SPLIT} {publish.SELECTION_METRIC} through the "
-        "serving signature, at original size",
+        "selection": f"{chosen_on} {publish.SELECTION_METRIC} through the serving signature, "
+        "at original size",
+        **({} if cases is None else {"selection_set": str(selection_dir)}),
         "ingredients": [ingredient.path for ingredient in soup],
-        "validation_jaccard": [step["soup_score"] for step in steps if step["kept"]][-1],
+        score_key: [step["soup_score"] for step in steps if step["kept"]][-1],
         "steps": steps,
         "configs": {ingredient.path: ingredient.config for ingredient in ingredients},
         "provenance": provenance.collect(),

@@ -278,6 +278,11 @@ def _recipe_lines(source, config):
         yield f"- Soup ingredients chosen by {soup['selection']}."
     if "validation_jaccard" in soup:
         yield f"- The soup's validation Jaccard when made: {soup['validation_jaccard']:.4f}."
+    if "selection_jaccard" in soup:
+        yield (
+            f"- The soup's Jaccard on {Path(soup['selection_set']).name} when made: "
+            f"{soup['selection_jaccard']:.4f}."
+        )
     commit = ((soup.get("provenance") or {}).get("git") or {}).get("commit")
     if commit:
         yield f"- The soup was made at commit {commit}."

@@ -177,7 +177,9 @@ def publishing_decision(candidate, served):
     return decision, record
 
 
-def candidate_score(model, image_size, *, threshold=0.5, data_dir=None, manual_dir=None):
+def candidate_score(
+    model, image_size, *, threshold=0.5, data_dir=None, manual_dir=None, cases=None
+):
     """`selection_score` of a Keras model, exported to a scratch directory for the purpose.
 
     Args:
@@ -186,16 +188,22 @@ def candidate_score(model, image_size, *, threshold=0.5, data_dir=None, manual_d
         threshold: probability at or above which the signature's `mask` is 1.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
+        cases: None, or the `external.Case`s of a selection folder to score on instead of PH2
+            validation (`external.folder_cases`).
 
     Returns:
-        The validation Jaccard the model would be published with.
+        The mean per-image Jaccard through the signature at original size: on PH2 validation,
+        the number the model would be published with, or on `cases`.
     """
     from ph2_tf.serving import export  # imports TensorFlow
 
     with tempfile.TemporaryDirectory() as scratch:
         version_dir = Path(scratch) / "candidate"
         export.write_saved_model(model, version_dir, image_size, threshold)
-        return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
+        if cases is None:
+            return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
+        predict = scoring.signature_predictor(_signature(version_dir), "mask")
+        return scoring.score_at_original_size(predict, cases).mean[SELECTION_METRIC]
 
 
 def metrics_summary(version_dir, source, *, measured=None, data_dir=None, manual_dir=None):
