@@ -97,16 +97,31 @@ def test_the_graph_refines_as_the_numpy_reference():
     assert changed == 4  # every spot gave a window smaller than the image
 
 
-def test_the_first_pass_stays_where_it_finds_no_lesion_or_the_window_is_the_image():
-    dark = np.full((1, 20, 30, 3), 10, np.uint8)
-    first = tf.fill([1, 20, 30, 1], 0.2)  # nothing over the threshold
-    unchanged = refinement.refine_graph(tf.constant(dark), first, contrast_graph, 2.0)
-    np.testing.assert_array_equal(unchanged, first)
-    everywhere = tf.fill([1, 20, 30, 1], 0.9)  # the lesion is the frame: one pass computes it
-    np.testing.assert_array_equal(
-        refinement.refine_graph(tf.constant(dark), everywhere, contrast_graph, 1.0),
-        contrast_graph(tf.constant(dark)),
+def test_one_pass_where_it_finds_no_lesion_or_the_window_is_the_whole_image():
+    calls = []
+
+    def counted(images):
+        calls.append(images.shape)
+        return contrast_graph(images)
+
+    dark = tf.constant(np.full((1, 20, 30, 3), 10, np.uint8))
+    nothing = tf.fill([1, 20, 30, 1], 0.2)  # nothing over the threshold
+    np.testing.assert_array_equal(refinement.refine_graph(dark, nothing, counted, 2.0), nothing)
+    # A lesion filling the frame gives a window that is the image: the first pass stays, and the
+    # NumPy reference agrees.
+    everywhere = tf.fill([1, 20, 30, 1], 0.9)
+    refined = refinement.refine_graph(dark, everywhere, counted, 1.0)
+    np.testing.assert_array_equal(refined, everywhere)
+    assert calls == []
+    reference = refinement.refine_first_pass(
+        lambda image: pytest.fail("no second pass"), dark[0].numpy(), everywhere[0, ..., 0], 1.0
     )
+    np.testing.assert_array_equal(reference, everywhere[0, ..., 0])
+    # A lesion in a quarter of the frame is refined in its window.
+    quarter = np.full((1, 20, 30, 1), 0.1, np.float32)
+    quarter[0, :10, :15] = 0.9
+    refinement.refine_graph(dark, tf.constant(quarter), counted, 1.0)
+    assert calls == [(1, 10, 15, 3)]
 
 
 def test_serving_with_refinement_equals_refining_the_keras_predictor():

@@ -14,8 +14,8 @@ training set, has no lesion that small; other clinics' images often do. Refineme
    the first pass's inside the window. Outside it the first pass's stay.
 
 A lesion that fills the frame gives a window that is the whole image, where the second pass
-computes what the first did. The measurements that chose `context` are in
-`results/small-lesions/`.
+would compute what the first did: it is skipped there, and such an image costs one pass. The
+measurements that chose `context` are in `results/small-lesions/`.
 
 Two implementations of one definition: `refine` in NumPy, the reference, which wraps any
 prediction function of one image, and `refine_graph` in TensorFlow ops, which `export --refine`
@@ -86,6 +86,8 @@ def refine_first_pass(predict, image, probability, context, threshold=0.5):
     if not lesion.any():
         return probability
     top, left, height, width = crop_window(lesion, context)
+    if (height, width) == probability.shape:  # the whole image: the first pass again
+        return probability
     window = np.ascontiguousarray(image[top : top + height, left : left + width])
     probability[top : top + height, left : left + width] = predict(window)
     return probability
@@ -154,17 +156,26 @@ def refine_graph(images, probabilities, probabilities_of, context, threshold=0.5
     @tf.autograph.experimental.do_not_convert
     def refine_one(image_probability_lesion):
         image, probability, lesion = image_probability_lesion
+        shape = tf.shape(probability)
+        whole_image = tf.stack([0, 0, shape[0], shape[1]])
+        window = tf.cond(
+            tf.reduce_any(lesion),
+            lambda: crop_window_graph(lesion[..., 0], context),
+            lambda: whole_image,
+        )
 
         def second_pass():
-            top, left, height, width = tf.unstack(crop_window_graph(lesion[..., 0], context))
-            window = image[top : top + height, left : left + width]
-            refined = probabilities_of(window[None])[0]
-            shape = tf.shape(probability)
+            top, left, height, width = tf.unstack(window)
+            refined = probabilities_of(image[None, top : top + height, left : left + width])[0]
             padding = [[top, shape[0] - top - height], [left, shape[1] - left - width], [0, 0]]
             inside = tf.pad(tf.ones_like(refined, tf.bool), padding)
             return tf.where(inside, tf.pad(refined, padding), probability)
 
-        return tf.cond(tf.reduce_any(lesion), second_pass, lambda: probability)
+        # No lesion, or a window that is the whole image, where the second pass would compute
+        # the first pass again: the first pass is the answer, for the cost of one.
+        return tf.cond(
+            tf.reduce_all(tf.equal(window, whole_image)), lambda: probability, second_pass
+        )
 
     return tf.map_fn(
         refine_one,
