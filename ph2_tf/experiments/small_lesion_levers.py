@@ -54,8 +54,8 @@ OUTPUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "results" / "small-le
 CONTEXTS = (1.25, 1.5, 2.0, 3.0)
 LARGER_INPUT = 384
 # The smallest lesion's share of its frame in PH2 train (4.3 %; `python -m
-# ph2_tf.experiments.lesion_share --ph2-data-dir ...`, results/v2-models/README.md). Fixed before
-# the gated levers were measured, not tuned.
+# ph2_tf.experiments.lesion_share --ph2-data-dir ...`, results/v2-models/README.md): a value from
+# PH2, not tuned.
 SMALL_SHARE = 0.043
 BASELINE = "served"
 
