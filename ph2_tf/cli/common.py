@@ -8,12 +8,16 @@ import sys
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def probability(text):
-    """argparse type: a float strictly between 0 and 1."""
+def _number(text):
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def probability(text):
+    """argparse type: a float strictly between 0 and 1."""
+    value = _number(text)
     if not 0.0 < value < 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text} is not strictly between 0 and 1")
     return value
@@ -21,10 +25,7 @@ def probability(text):
 
 def context(text):
     """argparse type: a finite float of at least 1, a window's size as a multiple of a box."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 1.0 <= value < float("inf"):  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text} is not a finite number of at least 1")
     return value

@@ -38,38 +38,25 @@ the provenance) to `--output-dir` (default `results/component-choice/`):
         saved_models/ph2_unet/5 saved_models/ph2_segnet/10
 """
 
-import argparse
-import json
 import pathlib
-import shlex
 import sys
-import time
 
 import numpy as np
 from scipy import ndimage
 from skimage import measure
 
-from ph2_tf import provenance
-from ph2_tf.data import external
 from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import per_image_scores
-from ph2_tf.experiments import stress_sets
+from ph2_tf.experiments import selection_sets
+from ph2_tf.experiments.selection_sets import SET_LABELS
 from ph2_tf.serving import selection
 from ph2_tf.serving.postprocessing import largest_component_filled
 
-ISIC2017_SELECT_DIR = external.ISIC2017_DEV_DIR.with_name("isic2017-select")
 OUTPUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "results" / "component-choice"
 MIN_AREA_SHARE = 0.0025
 MIN_MEAN_PROBABILITY = 0.75
 SERVED_CHECK_IMAGES = 3
 BASELINE = "largest"
-SET_LABELS = {
-    "ph2_validation": "PH2 validation",
-    "artefacts": "PH2 validation + artefacts",
-    "small_lesions": "PH2 validation, small lesions",
-    "small_lesions_artefacts": "PH2 validation, small lesions + artefacts",
-    "isic2017_select": "ISIC-select",
-}
 
 
 def _areas(labels):
@@ -173,19 +160,6 @@ def served_mask_mismatches(serve, cases):
     return mismatches
 
 
-def image_sets(data_dir, isic_select, seed):
-    """`{set name: cases}` of `SET_LABELS`: PH2 validation, its stress sets, ISIC-select."""
-    validation = external.ph2_cases("validation", data_dir=data_dir)
-    small_lesions = stress_sets.small_lesion_cases(validation, seed=seed)
-    return {
-        "ph2_validation": validation,
-        "artefacts": stress_sets.artefact_cases(validation, seed=seed),
-        "small_lesions": small_lesions,
-        "small_lesions_artefacts": stress_sets.artefact_cases(small_lesions, seed=seed),
-        "isic2017_select": external.folder_cases(isic_select),
-    }
-
-
 def model_table(jaccards):
     """Markdown rows of one model: per set and rule, mean Jaccard, paired gain vs `largest`."""
     lines = [
@@ -227,59 +201,35 @@ def decisions(jaccards):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m ph2_tf.experiments.component_choice",
-        description=__doc__.split("\n\n")[0],
+    args = selection_sets.parse_args(
+        sys.modules[__name__],
+        argv,
+        output_dir=OUTPUT_DIR,
+        model_file="saved_model.pb",
+        model_kind="a SavedModel directory",
     )
-    parser.add_argument("saved_models", nargs="+", help="SavedModel directories")
-    parser.add_argument("--data-dir", required=True, help="TFDS data dir with ph2/original")
-    parser.add_argument(
-        "--isic-select",
-        type=pathlib.Path,
-        default=ISIC2017_SELECT_DIR,
-        help="ISIC-layout folder of the selection set (default: %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=stress_sets.SEED, help="stress sets' seed")
-    parser.add_argument(
-        "--output-dir", type=pathlib.Path, default=OUTPUT_DIR, help="default: %(default)s"
-    )
-    args = parser.parse_args(argv)
-    for path in args.saved_models:
-        if not (pathlib.Path(path) / "saved_model.pb").is_file():
-            parser.error(f"{path} is not a SavedModel directory (no saved_model.pb)")
-    if not (pathlib.Path(args.data_dir) / "ph2" / "original").is_dir():
-        parser.error(f"--data-dir {args.data_dir} has no prepared ph2/original")
-    if not list(args.isic_select.glob("images/*.jpg")):
-        parser.error(f"--isic-select {args.isic_select} has no images/*.jpg")
-
     import tensorflow as tf  # after the checks: the error of a wrong argument comes at once
 
     from ph2_tf.serving.export import SIGNATURE
 
-    started = time.perf_counter()
-    record = provenance.collect()
-    sets = image_sets(args.data_dir, args.isic_select, args.seed)
-    lines = [
-        "python -m ph2_tf.experiments.component_choice "
-        + shlex.join(sys.argv[1:] if argv is None else argv),
-        f"commit {record['git']['commit']} (tracked files changed: {record['git']['dirty']}); "
-        f"TensorFlow {record['packages']['tensorflow']}, Keras {record['packages']['keras']}; "
-        f"{record['device']}; {record['precision']}; oneDNN {record['onednn']}",
-        f"stress sets' seed {args.seed}; threshold {scoring.THRESHOLD}; size floor "
-        f"{MIN_AREA_SHARE:.2%} of the frame, confidence floor {MIN_MEAN_PROBABILITY}",
-        "images: " + ", ".join(f"{SET_LABELS[name]} {len(cases)}" for name, cases in sets.items()),
-    ]
-    for line in lines:
-        print(line, flush=True)
+    report = selection_sets.Report(
+        sys.modules[__name__],
+        argv,
+        args,
+        f"threshold {scoring.THRESHOLD}; size floor {MIN_AREA_SHARE:.2%} of the frame, "
+        f"confidence floor {MIN_MEAN_PROBABILITY}",
+    )
     per_model = {}
     for path in args.saved_models:
         serve = tf.saved_model.load(path).signatures[SIGNATURE]
-        checks = {name: served_mask_mismatches(serve, cases) for name, cases in sets.items()}
+        checks = {name: served_mask_mismatches(serve, cases) for name, cases in report.sets.items()}
         predict = scoring.signature_predictor(serve, "probabilities")
-        per_model[path] = {name: rule_jaccards(predict, cases) for name, cases in sets.items()}
+        per_model[path] = {
+            name: rule_jaccards(predict, cases) for name, cases in report.sets.items()
+        }
         mismatched = sum(count for counts in checks.values() for count in counts.values())
         checked = sum(len(counts) for counts in checks.values())
-        model_lines = [
+        report.print(
             "",
             f"## {path}",
             "",
@@ -290,22 +240,8 @@ def main(argv=None):
             "",
             "Publishing rule (gain > 2 SE on ISIC-select, no loss beyond 2 SE on PH2 validation):",
             *decisions(per_model[path]),
-        ]
-        for line in model_lines:
-            print(line, flush=True)
-        lines += model_lines
-    elapsed = f"\n{time.perf_counter() - started:.0f} s"
-    print(elapsed)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "output.txt").write_text("\n".join(lines) + elapsed + "\n")
-    per_image = {
-        "command": lines[0],
-        "provenance": record,
-        "seed": args.seed,
-        "rules": list(RULES),
-        "jaccard": per_model,
-    }
-    (args.output_dir / "per_image.json").write_text(json.dumps(per_image, indent=1) + "\n")
+        )
+    report.write(args.output_dir, {"seed": args.seed, "rules": list(RULES), "jaccard": per_model})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ post-processing (largest component, holes filled) for all:
 Each prediction is the Keras model's, computed as the signature computes it
 (`ph2_tf.evaluation.scoring.keras_predictor`: the same resize, the model, the probabilities
 resized back), since only the signature's own input size can be served; the first pass is shared
-by every `refine_*`. The sets are those of `ph2_tf.experiments.component_choice`: PH2 validation,
+by every `refine_*`. The sets are those of `ph2_tf.experiments.selection_sets`: PH2 validation,
 its stress sets (artefacts, small lesions, both), and ISIC-select. Each lever's paired gain over
 `served` and its standard error (`ph2_tf.serving.selection.paired_gain`) per set, and the
 publishing rule's decisions (`selection.decide`), twice: with ISIC-select as the signal and PH2
@@ -33,20 +33,16 @@ the provenance) to `--output-dir` (default `results/small-lesions/`):
         saved_models/ph2_unet/6 saved_models/ph2_segnet/11
 """
 
-import argparse
 import pathlib
-import shlex
 import sys
-import time
 from types import SimpleNamespace
 
 import numpy as np
 
-from ph2_tf import files, provenance
 from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import per_image_scores
-from ph2_tf.experiments import stress_sets
-from ph2_tf.experiments.component_choice import ISIC2017_SELECT_DIR, SET_LABELS, image_sets
+from ph2_tf.experiments import selection_sets
+from ph2_tf.experiments.selection_sets import SET_LABELS
 from ph2_tf.serving import selection
 from ph2_tf.serving.postprocessing import largest_component_filled
 
@@ -171,79 +167,33 @@ def decisions(jaccards):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m ph2_tf.experiments.small_lesion_levers",
-        description=__doc__.split("\n\n")[0],
+    args = selection_sets.parse_args(
+        sys.modules[__name__],
+        argv,
+        output_dir=OUTPUT_DIR,
+        model_file="metrics.json",
+        model_kind="a published version",
     )
-    parser.add_argument("saved_models", nargs="+", help="published version directories")
-    parser.add_argument("--data-dir", required=True, help="TFDS data dir with ph2/original")
-    parser.add_argument(
-        "--isic-select",
-        type=pathlib.Path,
-        default=ISIC2017_SELECT_DIR,
-        help="ISIC-layout folder of the selection set (default: %(default)s)",
+    report = selection_sets.Report(
+        sys.modules[__name__],
+        argv,
+        args,
+        f"threshold {scoring.THRESHOLD}; contexts {', '.join(f'{c:g}' for c in CONTEXTS)}; "
+        f"larger input {LARGER_INPUT} px",
     )
-    parser.add_argument("--seed", type=int, default=stress_sets.SEED, help="stress sets' seed")
-    parser.add_argument(
-        "--output-dir", type=pathlib.Path, default=OUTPUT_DIR, help="default: %(default)s"
-    )
-    args = parser.parse_args(argv)
-    for path in args.saved_models:
-        if not (pathlib.Path(path) / "metrics.json").is_file():
-            parser.error(f"{path} is not a published version (no metrics.json)")
-    if not (pathlib.Path(args.data_dir) / "ph2" / "original").is_dir():
-        parser.error(f"--data-dir {args.data_dir} has no prepared ph2/original")
-    if not list(args.isic_select.glob("images/*.jpg")):
-        parser.error(f"--isic-select {args.isic_select} has no images/*.jpg")
-
-    started = time.perf_counter()
-    record = provenance.collect()
-    sets = image_sets(args.data_dir, args.isic_select, args.seed)
-    lines = [
-        "python -m ph2_tf.experiments.small_lesion_levers "
-        + shlex.join(sys.argv[1:] if argv is None else argv),
-        f"commit {record['git']['commit']} (tracked files changed: {record['git']['dirty']}); "
-        f"TensorFlow {record['packages']['tensorflow']}, Keras {record['packages']['keras']}; "
-        f"{record['device']}; {record['precision']}; oneDNN {record['onednn']}",
-        f"stress sets' seed {args.seed}; threshold {scoring.THRESHOLD}; contexts "
-        f"{', '.join(f'{c:g}' for c in CONTEXTS)}; larger input {LARGER_INPUT} px",
-        "images: " + ", ".join(f"{SET_LABELS[name]} {len(cases)}" for name, cases in sets.items()),
-    ]
-    for line in lines:
-        print(line, flush=True)
     per_model = {}
     for path in args.saved_models:
         model, training_size = model_at_size(path)
         served = scoring.keras_predictor(model, training_size)
         larger = scoring.keras_predictor(model_at_size(path, LARGER_INPUT)[0], LARGER_INPUT)
         per_model[path] = {
-            name: lever_jaccards(served, larger, cases) for name, cases in sets.items()
+            name: lever_jaccards(served, larger, cases) for name, cases in report.sets.items()
         }
-        model_lines = [
-            "",
-            f"## {path}",
-            "",
-            *model_table(per_model[path]),
-            "",
-            *decisions(per_model[path]),
-        ]
-        for line in model_lines:
-            print(line, flush=True)
-        lines += model_lines
-    elapsed = f"\n{time.perf_counter() - started:.0f} s"
-    print(elapsed)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    files.write_text(args.output_dir / "output.txt", "\n".join(lines) + elapsed + "\n")
-    files.write_json(
-        args.output_dir / "per_image.json",
-        {
-            "command": lines[0],
-            "provenance": record,
-            "seed": args.seed,
-            "levers": list(next(iter(next(iter(per_model.values())).values()))),
-            "jaccard": per_model,
-        },
-    )
+        report.print(
+            "", f"## {path}", "", *model_table(per_model[path]), "", *decisions(per_model[path])
+        )
+    levers = list(next(iter(next(iter(per_model.values())).values())))
+    report.write(args.output_dir, {"seed": args.seed, "levers": levers, "jaccard": per_model})
 
 
 if __name__ == "__main__":
