@@ -76,8 +76,21 @@ def add_parser(commands):
     setting(
         "--init-from",
         help="start from the weights of this .keras file (another run's best.keras, same "
-        "model) and train --epochs more, with a fresh optimizer",
+        "model) or published version (e.g. saved_models/ph2_unet/7) and train --epochs more, "
+        "with a fresh optimizer",
     )
+    setting(
+        "--extra-train-dir",
+        help="an ISIC-layout folder (images/, masks/) to train on beside PH2's train split; "
+        "the model is then not PH2-only",
+    )
+    setting(
+        "--extra-folds",
+        type=int,
+        help="with --extra-train-dir: split its pairs into this many folds (pair i in fold "
+        "i %% k, in name order) and leave --extra-held-out-fold out",
+    )
+    setting("--extra-held-out-fold", type=int, help="with --extra-folds: the fold left out")
     setting(
         "--ema-momentum",
         type=float,
@@ -153,6 +166,9 @@ def run(args):
                 jit_compile=args.jit_compile,
                 init_from=args.init_from,
                 ema_momentum=args.ema_momentum,
+                extra_train_dir=args.extra_train_dir,
+                extra_folds=args.extra_folds,
+                extra_held_out_fold=args.extra_held_out_fold,
             )
         except ValueError as e:
             return fail(args, e)

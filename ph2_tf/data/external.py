@@ -1,8 +1,9 @@
 """Image and mask pairs for evaluation: PH2 at original size, and folders from other sources.
 
 Other sources follow the ISIC layout of `../shared/external/isic2017-dev`: `images/<id>.jpg` and
-`masks/<id>_segmentation.png` (lesion where non-zero). Such sets are for evaluation only: they
-are never trained on or used to choose anything.
+`masks/<id>_segmentation.png` (lesion where non-zero). Most such sets are for evaluation or
+selection only. A model that says so in its name may train on one (ISIC-select), in folds
+(`split_folds`) so that each fold is scored by a model that did not see it.
 """
 
 import pathlib
@@ -74,6 +75,63 @@ def folder_cases(directory):
             )
         cases.append(Case(image_path.stem, image, mask))
     return cases
+
+
+def split_folds(cases, folds, held_out_fold):
+    """Splits cases into k folds by position: case `i` is in fold `i % folds`.
+
+    By position in the sorted order, so that the folds are fixed by the folder alone and
+    interleave ISIC's ids, which come roughly in order of the clinic that contributed them.
+
+    Args:
+        cases: a list, e.g. `folder_cases(...)` (sorted by image name).
+        folds: the number of folds, at least 2.
+        held_out_fold: the fold to hold out, in `[0, folds)`.
+
+    Returns:
+        `(kept, held_out)`: the cases of the other folds, and those of `held_out_fold`.
+
+    Raises:
+        ValueError: `folds` or `held_out_fold` out of range.
+    """
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, received {folds!r}")
+    if held_out_fold not in range(folds):
+        raise ValueError(f"held_out_fold must be in [0, {folds}), received {held_out_fold!r}")
+    kept = [case for position, case in enumerate(cases) if position % folds != held_out_fold]
+    held_out = [case for position, case in enumerate(cases) if position % folds == held_out_fold]
+    return kept, held_out
+
+
+def training_arrays(directory, image_size, *, folds=None, held_out_fold=None):
+    """The pairs of an ISIC-layout folder as training arrays, with one fold left out.
+
+    Args:
+        directory: an ISIC-layout folder (`folder_cases`).
+        image_size: side of the square model input.
+        folds: split the pairs into this many folds (`split_folds`); None: train on all.
+        held_out_fold: with `folds`, the fold left out.
+
+    Returns:
+        `(images, masks)`: float32 `(N, S, S, 3)` in [0, 1] and `(N, S, S, 1)` in {0, 1},
+        preprocessed as PH2's (`ph2_tf.data.preprocessing.preprocess`).
+
+    Raises:
+        FileNotFoundError: `directory` holds no pairs; the message names it.
+    """
+    from ph2_tf.data import preprocessing
+
+    cases = folder_cases(directory)
+    if not cases:
+        raise FileNotFoundError(f"{directory}: no image and mask pairs (images/, masks/) there")
+    if folds is not None:
+        cases, _ = split_folds(cases, folds, held_out_fold)
+    pairs = [
+        preprocessing.preprocess(case.image, case.mask[..., None], image_size) for case in cases
+    ]
+    images = np.stack([np.asarray(image) for image, _ in pairs]).astype(np.float32)
+    masks = np.stack([np.asarray(mask) for _, mask in pairs]).astype(np.float32)
+    return images, masks
 
 
 def evaluation_sets(*, data_dir=None, manual_dir=None, isic_dir=ISIC2017_DEV_DIR):

@@ -89,6 +89,7 @@ def load_split(
     data_dir=None,
     manual_dir=None,
     strategy=None,
+    extra_examples=None,
 ):
     """Builds the batched input pipeline for one PH2 split.
 
@@ -104,6 +105,9 @@ def load_split(
         manual_dir: PH2 manual directory used to prepare the dataset if needed.
         strategy: optional `tf.distribute.Strategy`; when given, the result is
             `strategy.experimental_distribute_dataset(...)` of the batched dataset.
+        extra_examples: optional `(images, masks)` arrays, already preprocessed to
+            `image_size` (`ph2_tf.data.external.training_arrays`), appended to the split's
+            examples before shuffling.
 
     Returns:
         A dataset (distributed when `strategy` is given) of `(image, mask)` batches: float32
@@ -118,7 +122,10 @@ def load_split(
     )
     ds = examples.map(
         lambda example: preprocess(example, image_size), num_parallel_calls=tf.data.AUTOTUNE
-    ).cache()
+    )
+    if extra_examples is not None:
+        ds = ds.concatenate(tf.data.Dataset.from_tensor_slices(tuple(extra_examples)))
+    ds = ds.cache()
     if training:
         num_examples = int(ds.cardinality())
         ds = ds.shuffle(max(num_examples, 1), seed=seed, reshuffle_each_iteration=True)

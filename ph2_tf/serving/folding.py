@@ -116,3 +116,82 @@ def fold_batch_normalization(model):
             list(folded_kernel_and_bias(model.get_layer(name), batch_norm))
         )
     return folded
+
+
+def unfold_batch_normalization(folded, model, images, batch_size=8):
+    """Loads a folded model's weights into its unfolded twin, for training on from them.
+
+    `fold_batch_normalization` forgets each BatchNormalization's statistics and scale, keeping
+    only their product with the convolution. Any statistics give the same inference output,
+    but training normalises by the batch's own statistics, so they must be the activations'
+    real ones. Each convolution keeps the folded kernel; its BatchNormalization gets the
+    mean and (biased) variance of that convolution's output over `images` as its moving
+    statistics, and the scale and shift that undo the normalisation. Inference then equals
+    `folded` up to float rounding, and a training-mode call on `images` as one batch does too.
+
+    Args:
+        folded: a functional model built by `fold_batch_normalization` from a model of
+            `model`'s architecture, holding the weights to keep (e.g. a published version's).
+        model: the unfolded model, built but with any weights; its weights are replaced.
+        images: float32 `(N, H, W, 3)` inputs whose activations set the statistics, e.g. the
+            training images.
+        batch_size: images per inference call while measuring.
+
+    Returns:
+        `model`, with the unfolded weights.
+
+    Raises:
+        ValueError: `folded` is not `model`'s folded twin, a BatchNormalization has no scale
+            or shift to undo the normalisation with, or `images` is empty.
+    """
+    pairs = _foldable_pairs(model)
+    expected = {layer.name for layer in model.layers}
+    if {layer.name for layer in folded.layers} != expected or not all(
+        isinstance(folded.get_layer(batch_norm.name), _FoldedAway) for batch_norm in pairs.values()
+    ):
+        raise ValueError("unfold_batch_normalization needs the folded twin of the given model")
+    if not all(batch_norm.scale and batch_norm.center for batch_norm in pairs.values()):
+        raise ValueError("unfolding needs every BatchNormalization to have a scale and a shift")
+    if len(images) == 0:
+        raise ValueError("unfolding needs at least one image to measure activations on")
+    folded_away = {batch_norm.name for batch_norm in pairs.values()}
+    for layer in model.layers:
+        if layer.name not in pairs and layer.name not in folded_away:
+            layer.set_weights(folded.get_layer(layer.name).get_weights())
+    if not pairs:  # e.g. the study's UNet, which has no BatchNormalization
+        return model
+
+    names = list(pairs)
+    probe = keras.Model(folded.inputs, [folded.get_layer(name).output for name in names])
+    sums = {name: 0.0 for name in names}
+    squares = {name: 0.0 for name in names}
+    counts = {name: 0 for name in names}  # pixels: each layer has its own resolution
+    for start in range(0, len(images), batch_size):
+        outputs = probe(images[start : start + batch_size], training=False)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        for name, output in zip(names, outputs, strict=True):
+            values = np.asarray(keras.ops.convert_to_numpy(output), np.float64)
+            values = values.reshape(-1, values.shape[-1])
+            sums[name] = sums[name] + values.sum(axis=0)
+            squares[name] = squares[name] + (values**2).sum(axis=0)
+            counts[name] += values.shape[0]
+
+    for name, batch_norm in pairs.items():
+        kernel, bias = folded.get_layer(name).get_weights()
+        conv = model.get_layer(name)
+        # The folded output is kernel * x + bias; the convolution keeps the bias if it has one.
+        mean = sums[name] / counts[name]
+        variance = np.maximum(squares[name] / counts[name] - mean**2, 0.0)
+        conv_mean = mean if conv.use_bias else mean - bias
+        conv.set_weights([kernel, bias] if conv.use_bias else [kernel])
+        batch_norm_weights = {
+            "gamma": np.sqrt(variance + batch_norm.epsilon),
+            "beta": conv_mean + (0.0 if conv.use_bias else bias),
+            "moving_mean": conv_mean,
+            "moving_variance": variance,
+        }
+        batch_norm.set_weights(
+            [batch_norm_weights[weight.name].astype(weight.dtype) for weight in batch_norm.weights]
+        )
+    return model

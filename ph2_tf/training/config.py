@@ -52,14 +52,23 @@ class TrainConfig:
             from. Off, a run writes only its config and log: the tuner's grid scores the final
             weights, and at full size those writes (weights and AdamW slots, every epoch) are
             large (`docs/tuning.md`) next to the short epochs of a GPU.
-        init_from: a `.keras` file (another run's `best.keras`) whose weights, BatchNorm
-            statistics included, start this run instead of a fresh initialisation: training
-            goes on for `epochs` more epochs with a fresh AdamW. Its model must be the one this
-            config builds. None: initialise from `seed`.
+        init_from: a `.keras` file (another run's `best.keras`) or a published SavedModel
+            version directory whose weights start this run instead of a fresh initialisation:
+            training goes on for `epochs` more epochs with a fresh AdamW. Its model must be the
+            one this config builds. A published version with BatchNorm folded away is unfolded
+            first, with statistics measured on the PH2 train split
+            (`ph2_tf.serving.folding.unfold_batch_normalization`). None: initialise from `seed`.
         ema_momentum: keep an exponential moving average of the weights, updated after every
             step with this momentum (Polyak averaging; 0.99 averages about the last 100 steps).
             Validation, `best.keras` and the weights `train` returns are the average; training
             and the per-epoch backup go on with the raw weights. None: no averaging.
+        extra_train_dir: an ISIC-layout folder (`images/`, `masks/`) whose pairs are trained
+            on beside PH2's train split. A model trained so is no longer PH2-only and must say
+            so in its name and card. None: PH2 alone, as in the study.
+        extra_folds: with `extra_train_dir`, split its pairs into this many folds
+            (`ph2_tf.data.external.split_folds`) and leave `extra_held_out_fold` out, to score
+            on it. None: train on every pair.
+        extra_held_out_fold: the fold left out, in `[0, extra_folds)`.
     """
 
     model: str = "unet"
@@ -82,6 +91,9 @@ class TrainConfig:
     checkpoints: bool = True
     init_from: str | None = None
     ema_momentum: float | None = None
+    extra_train_dir: str | None = None
+    extra_folds: int | None = None
+    extra_held_out_fold: int | None = None
 
     def __post_init__(self):
         self.validate()
@@ -136,15 +148,33 @@ class TrainConfig:
         check(isinstance(self.checkpoints, bool), "checkpoints", "True or False")
         check(
             self.init_from is None
-            or (str(self.init_from).endswith(".keras") and pathlib.Path(self.init_from).is_file()),
+            or (str(self.init_from).endswith(".keras") and pathlib.Path(self.init_from).is_file())
+            or (pathlib.Path(self.init_from) / "saved_model.pb").is_file(),
             "init_from",
-            "None or an existing .keras file",
+            "None, an existing .keras file or a published SavedModel version directory",
         )
         check(
             self.ema_momentum is None
             or (positive_number(self.ema_momentum) and self.ema_momentum < 1),
             "ema_momentum",
             "None or a number in (0, 1)",
+        )
+        check(
+            self.extra_train_dir is None or isinstance(self.extra_train_dir, str),
+            "extra_train_dir",
+            "None or a folder path",
+        )
+        check(
+            self.extra_folds is None
+            or (self.extra_train_dir is not None and count(self.extra_folds, 2)),
+            "extra_folds",
+            "None, or an integer >= 2 with extra_train_dir",
+        )
+        check(
+            (self.extra_held_out_fold is None) == (self.extra_folds is None)
+            and (self.extra_folds is None or self.extra_held_out_fold in range(self.extra_folds)),
+            "extra_held_out_fold",
+            "an integer in [0, extra_folds) with extra_folds, and None without",
         )
 
     @classmethod

@@ -126,12 +126,14 @@ def default_out_dir(cfg, root="runs"):
 def differing_fields(recorded, cfg):
     """The fields, other than `PATH_FIELDS`, in which two configs differ, in field order.
 
-    `init_from` is compared as the file it names, however the path is spelled.
+    `init_from` and `extra_train_dir` are compared as what they name, however the path is
+    spelled.
     """
     ours, theirs = dataclasses.asdict(cfg), dataclasses.asdict(recorded)
     for config in (ours, theirs):
-        if config.get("init_from") is not None:
-            config["init_from"] = os.path.realpath(config["init_from"])
+        for field in ("init_from", "extra_train_dir"):
+            if config.get(field) is not None:
+                config[field] = os.path.realpath(config[field])
     return [f for f in ours if f not in PATH_FIELDS and ours[f] != theirs.get(f)]
 
 

@@ -11,11 +11,12 @@ of a run directory).
 """
 
 import dataclasses
+import pathlib
 
 import keras
 import numpy as np
 
-from ph2_tf.data import arrays
+from ph2_tf.data import arrays, external
 from ph2_tf.data.augmentation import get_augmentation
 from ph2_tf.evaluation.metrics import segmentation_metrics
 from ph2_tf.models import build_model
@@ -99,7 +100,7 @@ def build_and_compile(cfg):
         jit_compile="auto" if cfg.jit_compile is None else cfg.jit_compile and not multi_worker,
     )
     if cfg.init_from:
-        _load_initial_weights(model, cfg.init_from)
+        _load_initial_weights(model, cfg)
     if multi_worker:
         adapt_for_multi_worker(model, cfg.image_size)
     elif keras.backend.backend() == "tensorflow" and not in_strategy_scope:
@@ -107,13 +108,19 @@ def build_and_compile(cfg):
     return model
 
 
-def _load_initial_weights(model, path):
-    """Copies the weights of the model saved at `path` into `model`, which must match it.
+def _load_initial_weights(model, cfg):
+    """Copies the weights of the model `cfg.init_from` names into `model`, which must match it.
 
     Raises:
-        RunDirError: `path` is not a readable Keras model, or holds another architecture.
+        RunDirError: `cfg.init_from` is not a readable Keras model or published version, or
+            holds another architecture.
     """
-    saved = runs.load_keras_model(path)
+    path = cfg.init_from
+    saved = (
+        _published_model(pathlib.Path(path), cfg)
+        if pathlib.Path(path).is_dir()
+        else runs.load_keras_model(path)
+    )
     mismatch = [
         f"{ours.path} {tuple(ours.shape)} against {tuple(theirs.shape)}"
         for ours, theirs in zip(model.weights, saved.weights, strict=False)
@@ -126,6 +133,29 @@ def _load_initial_weights(model, path):
             + (f"; first mismatch: {mismatch[0]}" if mismatch else "")
         )
     model.set_weights(saved.get_weights())
+
+
+def _published_model(version_dir, cfg):
+    """A published version as a trainable model of `cfg`'s architecture, BatchNorm unfolded."""
+    from ph2_tf.serving import folding, publish  # reads a SavedModel: TensorFlow
+
+    try:
+        published, _ = publish.load_published_model(version_dir)
+    except (OSError, ValueError) as error:
+        raise runs.RunDirError(f"init_from {str(version_dir)!r}: {error}") from None
+    trainable = build_configured_model(cfg)
+    if len(published.weights) == len(trainable.weights):
+        return published
+    images, _, _ = arrays.load_arrays(
+        "train", cfg.image_size, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir
+    )
+    try:
+        return folding.unfold_batch_normalization(published, trainable, images)
+    except ValueError as error:
+        raise runs.RunDirError(
+            f"init_from {str(version_dir)!r} holds a different model from the configured one: "
+            f"{error}"
+        ) from None
 
 
 def _build_training_state(model, image_size):
@@ -151,15 +181,31 @@ def _datasets(cfg):
     """`(train, validation)` data for `fit`: tf.data on TensorFlow, `arrays.Batches` elsewhere."""
     common = dict(data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
     augmentation = get_augmentation(cfg.augment)
+    extra = None
+    if cfg.extra_train_dir is not None:
+        extra = external.training_arrays(
+            cfg.extra_train_dir,
+            cfg.image_size,
+            folds=cfg.extra_folds,
+            held_out_fold=cfg.extra_held_out_fold,
+        )
     if keras.backend.backend() == "tensorflow":
         from ph2_tf.data import pipeline  # imports TensorFlow
 
         common.update(image_size=cfg.image_size, batch_size=cfg.batch_size)
         train_ds = pipeline.load_split(
-            "train", training=True, augmentation=augmentation, seed=cfg.seed, **common
+            "train",
+            training=True,
+            augmentation=augmentation,
+            seed=cfg.seed,
+            extra_examples=extra,
+            **common,
         )
         return train_ds, pipeline.load_split("validation", **common)
     train_images, train_masks, _ = arrays.load_arrays("train", cfg.image_size, **common)
+    if extra is not None:
+        train_images = np.concatenate([train_images, extra[0]])
+        train_masks = np.concatenate([train_masks, extra[1]])
     val_images, val_masks, _ = arrays.load_arrays("validation", cfg.image_size, **common)
     train_batches = arrays.Batches(
         train_images,
@@ -173,7 +219,7 @@ def _datasets(cfg):
 
 
 def train(cfg, *, overwrite=False, strategy=None, model=None, extra_callbacks=(), verbose=2):
-    """Trains a model on the PH2 train split, validating on the validation split.
+    """Trains a model on the PH2 train split (and `cfg.extra_train_dir`), validating on PH2's.
 
     `cfg.out_dir` belongs to this run (`ph2_tf.training.runs`): an interrupted run of the same
     config resumes from its backup; a finished one, or a run of another config, is refused
