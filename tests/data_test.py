@@ -109,3 +109,20 @@ def test_distributed_dataset_through_a_strategy(ph2_dummy):
     assert isinstance(ds, tf.distribute.DistributedDataset)
     images, masks = next(iter(ds))
     assert images.shape == (2, SIZE, SIZE, 3) and masks.shape == (2, SIZE, SIZE, 1)
+
+
+def test_extra_examples_join_the_training_split(ph2_dummy):
+    own, own_masks = split_arrays(ph2_dummy, "train")
+    extra = np.full((3, SIZE, SIZE, 3), 0.25, np.float32), np.ones((3, SIZE, SIZE, 1), np.float32)
+
+    images, masks = split_arrays(ph2_dummy, "train", training=True, seed=1, extra_examples=extra)
+
+    assert len(images) == len(own) + 3
+
+    # The same examples, shuffled together: compare them as sorted rows.
+    def rows(*arrays):
+        return sorted(np.concatenate([a.reshape(len(a), -1) for a in arrays], axis=1).tolist())
+
+    assert rows(images, masks) == rows(
+        np.concatenate([own, extra[0]]), np.concatenate([own_masks, extra[1]])
+    )

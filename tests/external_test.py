@@ -50,3 +50,40 @@ def test_ph2_cases_are_original_size_pairs_with_ids(ph2_dummy):
     for image_id, image, mask in cases:
         assert image_id.startswith("IMD")
         assert image.dtype == np.uint8 and image.shape[:2] == mask.shape and mask.dtype == bool
+
+
+def test_split_folds_partitions_by_position():
+    cases = list(range(10))
+    kept, held_out = external.split_folds(cases, 3, 1)
+    assert held_out == [1, 4, 7]
+    assert kept == [0, 2, 3, 5, 6, 8, 9]
+    all_held_out = [external.split_folds(cases, 3, fold)[1] for fold in range(3)]
+    assert sorted(sum(all_held_out, [])) == cases  # each case held out exactly once
+
+
+@pytest.mark.parametrize(
+    ("folds", "held_out_fold", "message"),
+    [(1, 0, "folds must be an integer >= 2"), (3, 3, r"held_out_fold must be in \[0, 3\)")],
+)
+def test_split_folds_refuses_bad_folds(folds, held_out_fold, message):
+    with pytest.raises(ValueError, match=message):
+        external.split_folds([1, 2, 3], folds, held_out_fold)
+
+
+def test_training_arrays_are_preprocessed_pairs_without_the_held_out_fold(tmp_path):
+    for index in range(4):
+        _write_case(tmp_path, f"ISIC_{index}", size=(20, 12))
+
+    images, masks = external.training_arrays(tmp_path, 32)
+    kept_images, _ = external.training_arrays(tmp_path, 32, folds=2, held_out_fold=0)
+
+    assert images.shape == (4, 32, 32, 3) and images.dtype == np.float32
+    assert masks.shape == (4, 32, 32, 1) and set(np.unique(masks)) == {0.0, 1.0}
+    # The image is one colour: (200, 10, 10) scaled to [0, 1], up to JPEG's rounding.
+    np.testing.assert_allclose(images[0, 16, 16], np.array([200, 10, 10]) / 255, atol=0.05)
+    np.testing.assert_array_equal(kept_images, images[[1, 3]])
+
+
+def test_training_arrays_of_an_empty_folder_name_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}: no image and mask pairs"):
+        external.training_arrays(tmp_path, 32)

@@ -96,7 +96,9 @@ def test_config_of_a_finished_run_loads_after_its_init_from_is_deleted(tmp_path)
     TrainConfig(out_dir=str(tmp_path), init_from=str(start)).save(tmp_path / "config.json")
     start.unlink()
     assert TrainConfig.load(tmp_path / "config.json").init_from == str(start)
-    with pytest.raises(ValueError, match="init_from must be None or an existing .keras file"):
+    with pytest.raises(
+        ValueError, match="init_from must be None, an existing .keras file or a published"
+    ):
         TrainConfig(init_from=str(start))
 
 
@@ -230,7 +232,9 @@ def test_init_from_refuses_another_model(tmp_path):
 @pytest.mark.parametrize("name", ["missing.keras", "weights.npz"])
 def test_config_refuses_init_from_that_is_not_a_keras_file(tmp_path, name):
     (tmp_path / "weights.npz").write_bytes(b"")
-    with pytest.raises(ValueError, match="^init_from must be None or an existing .keras file"):
+    with pytest.raises(
+        ValueError, match="^init_from must be None, an existing .keras file or a published"
+    ):
         TrainConfig(init_from=str(tmp_path / name))
 
 
@@ -474,3 +478,51 @@ def test_validation_sees_the_moving_average_and_training_gets_its_weights_back_e
     callback.on_test_end()
     for variable, raw in zip(model.trainable_variables, steps[-1], strict=True):
         np.testing.assert_array_equal(variable.numpy(), raw, err_msg=variable.path)
+
+
+def test_init_from_a_published_segnet_unfolds_its_batch_norm(ph2_dummy, tmp_path):
+    from folding_test import randomise_batch_norm
+
+    from ph2_tf.serving import export, publish
+
+    config = TrainConfig(**{**TINY, "model": "segnet"}, data_dir=ph2_dummy.data_dir)
+    train.set_seeds(1)
+    trained = randomise_batch_norm(train.build_configured_model(config))
+    version_dir = tmp_path / "ph2_segnet" / "1"
+    export.write_saved_model(trained, version_dir, TINY["image_size"])  # folds the BatchNorm
+    source = {"config": dataclasses.asdict(config)}
+    (version_dir / publish.METRICS_FILE).write_text(json.dumps({"source": source}))
+
+    train.set_seeds(2)
+    warm = train.build_and_compile(dataclasses.replace(config, init_from=str(version_dir)))
+
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    assert len(warm.weights) == len(trained.weights)  # BatchNorm back, to train
+    np.testing.assert_allclose(warm(images), trained(images), rtol=1e-4, atol=1e-4)
+
+
+def test_init_from_a_published_version_of_another_model_is_refused(tmp_path):
+    from ph2_tf.serving import export, publish
+
+    other = TrainConfig(**{**TINY, "width": 0.25})
+    version_dir = tmp_path / "ph2_unet" / "1"
+    export.write_saved_model(train.build_configured_model(other), version_dir, 32)
+    source = {"config": dataclasses.asdict(other)}
+    (version_dir / publish.METRICS_FILE).write_text(json.dumps({"source": source}))
+    with pytest.raises(RunDirError, match=r"init_from '.*1' holds a different model"):
+        train.build_and_compile(TrainConfig(**TINY, init_from=str(version_dir)))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"extra_folds": 3, "extra_held_out_fold": 0}, "^extra_folds must be None, or an integer"),
+        ({"extra_train_dir": "d", "extra_folds": 1, "extra_held_out_fold": 0}, "^extra_folds"),
+        ({"extra_train_dir": "d", "extra_folds": 3}, "^extra_held_out_fold must be an integer"),
+        ({"extra_train_dir": "d", "extra_folds": 3, "extra_held_out_fold": 3}, "^extra_held_out"),
+        ({"extra_train_dir": "d", "extra_held_out_fold": 0}, "^extra_held_out_fold"),
+    ],
+)
+def test_config_refuses_inconsistent_extra_training_folds(fields, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**fields)
