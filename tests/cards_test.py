@@ -280,3 +280,27 @@ def test_committed_card_json_numbers_are_in_their_committed_sources():
                     assert repr(value) in text, (
                         f"{extra_path}: {key} {value} not in {row['source']}"
                     )
+
+
+def test_card_of_a_model_trained_on_other_clinics_images_says_so(saved_model, tmp_path):
+    path, _ = saved_model
+    record = metrics_record(0.5)
+    folds = {
+        f"runs/lesion_unet/fold{fold}": {
+            **record["source"]["config"],
+            "extra_train_dir": "../shared/external/isic2017-select",
+            "extra_folds": 3,
+            "extra_held_out_fold": fold,
+        }
+        for fold in range(3)
+    }
+    record["source"]["config"] = next(iter(folds.values()))
+    record["source"]["soup"] = {"ingredients": list(folds), "configs": folds}
+    card = " ".join(
+        cards.model_card(publish_version(tmp_path / "lesion_unet", 1, path, record)).split()
+    )
+    assert "and on the image and mask pairs of `isic2017-select`, from other clinics" in card
+    assert "**not a PH²-only model**" in card
+    assert "one of 3 folds of `isic2017-select`" in card and "left out folds 0, 1, 2." in card
+    assert "Trained on PH² only" not in card
+    assert "- Trained on PH² (one clinic) and `isic2017-select`" in card

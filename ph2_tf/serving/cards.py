@@ -2,8 +2,8 @@
 
 A model's card, `<base_dir>/<model_name>/README.md`, describes its highest version, the one TF
 Serving and `predict` serve. Every number and every fact about that version in it is read from
-the version's files; the rest holds for every model of this project (trained on PH2 alone, for
-dermoscopy, not a medical device). The files:
+the version's files; the rest holds for every model of this project (for dermoscopy, not a
+medical device). The files:
 
 - `metrics.json` (`ph2_tf.serving.publish`): the training config, the soup it was made by, the
   serving options, the PH2 scores measured through the serving signature and their provenance;
@@ -89,7 +89,7 @@ def model_card(version_dir):
     sections = [
         _header(version_dir, metrics),
         _section("The model", _model_lines(version_dir, config)),
-        _section("Training data", _data_lines(metrics, config)),
+        _section("Training data", _data_lines(metrics, config, source)),
         _section("Recipe", _recipe_lines(source, config)),
         _section("Scores", _score_lines(metrics, extra)),
         _section("Latency", _latency_lines(extra)),
@@ -244,7 +244,27 @@ def _parameters(version_dir):
     return sum(math.prod(shape) for _, shape in stored if shape)
 
 
-def _data_lines(metrics, config):
+def _extra_training(source, config):
+    """`(folder name, folds, held-out folds)` of the other images a version trained on, or None.
+
+    Read from its runs' configs: the soup's ingredients', else the one training config.
+    """
+    soup = source.get("soup") if isinstance(source.get("soup"), dict) else {}
+    configs = [soup.get("configs", {}).get(name) for name in soup.get("ingredients", [])]
+    configs = [c for c in configs if isinstance(c, dict)] or [config]
+    folders = {c.get("extra_train_dir") for c in configs} - {None}
+    if not folders:
+        return None
+    folds = {c.get("extra_folds") for c in configs}
+    held_out = sorted({c.get("extra_held_out_fold") for c in configs} - {None})
+    return (
+        ", ".join(sorted(Path(f).name for f in folders)),
+        max(folds - {None}, default=None),
+        held_out,
+    )
+
+
+def _data_lines(metrics, config, source):
     if not metrics or not config:
         return []
     splits = metrics.get("splits", {})
@@ -253,8 +273,23 @@ def _data_lines(metrics, config):
         count = splits.get(split, {}).get("num_images")
         return f" ({count} images)" if count else ""
 
+    extra = _extra_training(source, config)
+    trained_on = ["- Trained on the PH² `train` split (its case ids: `tfds_ph2/ph2/splits.json`)."]
+    if extra is not None:
+        folder, folds, held_out = extra
+        trained_on = [
+            "- Trained on the PH² `train` split (its case ids: `tfds_ph2/ph2/splits.json`) and "
+            f"on the image and mask pairs of `{folder}`, from other clinics: **not a PH²-only "
+            "model**, and its scores on those pairs are not an evaluation."
+        ]
+        if folds:
+            trained_on.append(
+                f"- Each run left out one of {folds} folds of `{folder}` (pair i, in name "
+                f"order, in fold i mod {folds}) to be scored on it; the runs in these weights "
+                f"left out folds {', '.join(map(str, held_out))}."
+            )
     return [
-        "- Trained on the PH² `train` split (its case ids: `tfds_ph2/ph2/splits.json`).",
+        *trained_on,
         "- Chosen on the PH² `validation` split"
         + images(publish.SELECTION_SPLIT)
         + ": the best epoch by validation Jaccard, soup ingredients, and `export --if-better` "
@@ -440,10 +475,17 @@ def _signature_lines(version_dir, source):
 
 
 def _limit_lines(source, config):
-    yield (
-        "- Trained on PH² only: 200 dermoscopic images from one clinic (Hospital Pedro Hispano, "
-        "Matosinhos, Portugal). Images from other clinics and devices may score lower."
-    )
+    extra = _extra_training(source, config)
+    if extra is None:
+        yield (
+            "- Trained on PH² only: 200 dermoscopic images from one clinic (Hospital Pedro "
+            "Hispano, Matosinhos, Portugal). Images from other clinics and devices may score lower."
+        )
+    else:
+        yield (
+            f"- Trained on PH² (one clinic) and `{extra[0]}`: clinics and devices seen in neither "
+            "may score lower."
+        )
     yield "- Dermoscopy only: one lesion in a dermoscopic image; other photographs were never seen."
     if "image_size" in config:
         size = config["image_size"]
