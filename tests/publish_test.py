@@ -53,7 +53,10 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
     assert metrics["provenance"]["backend"] == "tensorflow"
 
     assert publish_model(background, "same again", base_dir, ph2_dummy, lines) is None
-    assert "not published (against served version 1: selection gain +0.0000" in lines[-1]
+    assert (
+        "not published (against served version 1, chosen on ph2_validation: selection gain +0.0000"
+        in lines[-1]
+    )
     assert "**version 1**" in (base_dir / "ph2_unet" / cards.CARD_FILE).read_text()
 
     second = publish_model(lesion, "lesion", base_dir, ph2_dummy, lines)
@@ -67,7 +70,10 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
     assert gain["gain"] > 2 * gain["standard_error"] and "PH2 validation" in decided["rule"]
 
     assert publish_model(background, "worse", base_dir, ph2_dummy, lines) is None
-    assert "not published (against served version 2: selection gain -" in lines[-1]
+    assert (
+        "not published (against served version 2, chosen on ph2_validation: selection gain -"
+        in lines[-1]
+    )
     forced = publish_model(background, "worse, forced", base_dir, ph2_dummy, lines, force=True)
     assert forced == base_dir / "ph2_unet" / "3" and "forced" in lines[-1]
 

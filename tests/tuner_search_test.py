@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, SCRIPTS_DIR, run_python
+from external_test import _write_case
 
 from ph2_tf import cli
 from ph2_tf.cli import tune
@@ -408,9 +409,33 @@ def test_rerun_skips_finished_trials(finished_run, ph2_dummy, capsys):
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "records").glob("*.json")}
     assert after == records  # nothing rewritten
     # Neither is anything exported twice: the same model is not better than itself.
-    assert "not published (against served version 1: selection gain +0.0000" in out
+    assert (
+        "not published (against served version 1, chosen on ph2_validation: selection gain +0.0000"
+        in out
+    )
     model_dir = tmp_path / "saved_models" / "ph2_unet"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "README.md"]  # README: its card
+    # Chosen on a selection folder instead, the same model is still not better than itself.
+    for index in range(3):
+        _write_case(tmp_path / "select", f"ISIC_{index}", size=(40, 30))
+    _, status = _run(tmp_path, ph2_dummy, extra=["--selection-set", str(tmp_path / "select")])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "not published (against served version 1, chosen on select: selection gain" in out
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "README.md"]
+
+
+def test_a_selection_set_without_images_is_refused_before_anything_runs(
+    ph2_dummy, tmp_path, capsys
+):
+    run_dir, status = _run(tmp_path, ph2_dummy, extra=["--selection-set", str(tmp_path / "no")])
+    assert status == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"--selection-set {tmp_path / 'no'}: no images/ folder there")
+    )
+    assert not run_dir.exists()
 
 
 @pytest.mark.slow

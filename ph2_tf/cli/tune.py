@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pathlib
 import shlex
 import sys
 import textwrap
@@ -132,6 +133,15 @@ def add_arguments(parser):
         action="store_true",
         help="train nothing: rewrite the tables and plots of --mode grid from the run's records "
         "(masks.png only where the models are present), publish nothing",
+    )
+    parser.add_argument(
+        "--selection-set",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an ISIC-layout folder (images/, masks/) to choose on beside PH2 validation when "
+        "publishing, e.g. ../shared/external/isic2017-select; repeatable: the first is the "
+        "selection signal, the others guards, as for `export --if-better` (docs/models.md)",
     )
     parser.add_argument(
         "--force-export",
@@ -295,6 +305,9 @@ def run_search(args, settings):
         )
     except records.RecordError as e:
         problem = str(e)
+    missing = [path for path in args.selection_set if not pathlib.Path(path, "images").is_dir()]
+    if missing:
+        problem = f"--selection-set {missing[0]}: no images/ folder there"
     if problem:
         return fail(args, problem)
     lock_dir = records.lock_dir(run_dir)
@@ -446,7 +459,11 @@ def _tune(args, settings):
         print("nothing published: the run is not complete", flush=True)
     else:
         publishing.publish_best(
-            settings, run_records, args.saved_models_dir, force=args.force_export
+            settings,
+            run_records,
+            args.saved_models_dir,
+            force=args.force_export,
+            selection_dirs=args.selection_set,
         )
     if written:
         print((settings.run_dir / report.MARKDOWN_TABLE).read_text(), flush=True)

@@ -2,7 +2,8 @@
 
 Which seed is best is `ph2_tf.serving.publish.best_per_model`'s choice (validation split only);
 whether it becomes a new served version is `ph2_tf.serving.publish.publish`'s (it must beat the
-served version through the serving signature, unless forced).
+served version through the serving signature by the noise rule, on PH2 validation or on the
+selection folders given, unless forced).
 """
 
 import keras
@@ -11,7 +12,9 @@ from ph2_tf.experiments import records
 from ph2_tf.serving import publish
 
 
-def publish_best(settings: records.SearchSettings, run_records, base_dir, force=False):
+def publish_best(
+    settings: records.SearchSettings, run_records, base_dir, force=False, selection_dirs=()
+):
     """Publishes each architecture's best seed to `base_dir` as `ph2_<model>`.
 
     Args:
@@ -19,6 +22,8 @@ def publish_best(settings: records.SearchSettings, run_records, base_dir, force=
         run_records: the run's records (`records.load_records`).
         base_dir: TF Serving model root.
         force: publish even when not better than the served version.
+        selection_dirs: ISIC-layout folders to choose on beside PH2 validation, the first the
+            selection signal (`ph2_tf.serving.publish.publish`).
 
     Returns:
         `{model name: new version directory or None}`; empty off TensorFlow, where nothing can
@@ -48,6 +53,7 @@ def publish_best(settings: records.SearchSettings, run_records, base_dir, force=
             image_size=settings.profile.image_size,
             source=source,
             force=force,
+            selection_dirs=selection_dirs,
             data_dir=settings.data_dir,
             manual_dir=settings.manual_dir,
         )

@@ -166,6 +166,7 @@ def publishing_decision(candidate, served):
     )
     bar = f"{selection.NOISE_MULTIPLE:g} x its standard error"
     record = {
+        "selection_signal": signal,
         "rule": f"paired per-image Jaccard gain over the served version > {bar} on {signal}, "
         f"and gain >= -{bar} on " + ", ".join(["PH2 validation", *guards]),
         "gains": {
@@ -424,7 +425,10 @@ def publish(
         reason = "no version served yet"
         if served:
             decision, record = publishing_decision(candidate, per_image_jaccard(served[-1], sets))
-            reason = f"against served version {served[-1].name}: {decision.reason}"
+            reason = (
+                f"against served version {served[-1].name}, chosen on "
+                f"{record['selection_signal']}: {decision.reason}"
+            )
             if not decision.publish and not force:
                 write_served_files(base_dir, model_name, serving_root)
                 log(f"{what} not published ({reason}; publish anyway with --force-export)")
