@@ -7,6 +7,7 @@ import tensorflow as tf
 from ph2_tf.evaluation import scoring
 from ph2_tf.models import build_model
 from ph2_tf.serving import export, refinement
+from ph2_tf.serving.postprocessing import largest_component_filled
 
 
 def lesion_mask(shape, rows, columns):
@@ -140,3 +141,21 @@ def test_serving_with_refinement_equals_refining_the_keras_predictor():
         np.testing.assert_allclose(probability[..., 0], reference(image), atol=1e-5)
         np.testing.assert_array_equal(mask, probability >= threshold)
     assert np.abs(outputs["probabilities"] - plain).max() > 1e-3
+
+
+@pytest.mark.parametrize("quantile", [0.2, 0.97])  # the window the whole image, or a part
+def test_serving_with_refinement_keeps_the_largest_component_of_the_refined_mask(quantile):
+    image_size = 32
+    model = build_model("unet", (image_size, image_size, 3), width=0.125)
+    images = bright_spot_images(3, 90, 130, seed=2)
+    plain = export.serving_function(model, image_size)(tf.constant(images))["probabilities"]
+    threshold = float(np.quantile(plain, quantile))
+    serve = export.serving_function(
+        model, image_size, threshold=threshold, largest_component=True, refine=2.0
+    )
+    reference = refinement.refine(scoring.keras_predictor(model, image_size), 2.0, threshold)
+    for batch in (images[:1], images):
+        masks = serve(tf.constant(batch))["mask"].numpy()
+        for image, mask in zip(batch, masks, strict=True):
+            expected = largest_component_filled(reference(image) >= threshold)
+            np.testing.assert_array_equal(mask[..., 0], expected)

@@ -193,23 +193,37 @@ def serving_function(
         with tf.control_dependencies(checks):  # before any work on the image
             images = tf.identity(images)
 
-        def model_probabilities():
-            probabilities = probabilities_of(images)
-            if refine is not None:
-                probabilities = refinement.refine_graph(
-                    images, probabilities, probabilities_of, refine, threshold
-                )
-            return probabilities
+        empty = tf.zeros(tf.concat([shape[:3], [1]], axis=0), tf.float32)
+        if refine is None:
+            # oneDNN's convolutions fail on an empty batch: the model is not called on one.
+            probabilities = tf.cond(shape[0] > 0, lambda: probabilities_of(images), lambda: empty)
+            mask = probabilities >= threshold
+            if largest_component:
+                mask = largest_component_filled_graph(mask)
+            return {"probabilities": probabilities, "mask": tf.cast(mask, tf.uint8)}
 
-        # oneDNN's convolutions fail on an empty batch: the model is not called on one.
-        probabilities = tf.cond(
+        def refined_probabilities():
+            first = probabilities_of(images)
+            lesions = largest_component_filled_graph(first >= threshold)
+            refined = refinement.refine_graph(
+                images, first, probabilities_of, refine, threshold, lesions=lesions
+            )
+            return refined, lesions, tf.reduce_any(tf.not_equal(refined, first))
+
+        probabilities, first_lesions, second_pass_ran = tf.cond(
             shape[0] > 0,
-            model_probabilities,
-            lambda: tf.zeros(tf.concat([shape[:3], [1]], axis=0), tf.float32),
+            refined_probabilities,
+            lambda: (empty, tf.zeros_like(empty, tf.bool), tf.constant(False)),
         )
         mask = probabilities >= threshold
         if largest_component:
-            mask = largest_component_filled_graph(mask)
+            # Where no second pass changed anything, the mask is the first pass's, whose largest
+            # component locating the lesion found: labelling it again would cost as much.
+            mask = tf.cond(
+                second_pass_ran,
+                lambda: largest_component_filled_graph(mask),
+                lambda: first_lesions,
+            )
         return {"probabilities": probabilities, "mask": tf.cast(mask, tf.uint8)}
 
     return serve

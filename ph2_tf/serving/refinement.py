@@ -135,7 +135,7 @@ def crop_window_graph(lesion, context):
     return tf.cast(tf.stack([top, left, height, width]), tf.int32)
 
 
-def refine_graph(images, probabilities, probabilities_of, context, threshold=0.5):
+def refine_graph(images, probabilities, probabilities_of, context, threshold=0.5, lesions=None):
     """`refine` in TensorFlow ops, for each image of a batch.
 
     Args:
@@ -145,12 +145,15 @@ def refine_graph(images, probabilities, probabilities_of, context, threshold=0.5
             probabilities at that size (the same computation as the first pass's).
         context: the window's size as a multiple of the lesion's bounding box.
         threshold: the first pass's threshold for locating the lesion.
+        lesions: None, or bool `[N, H, W, 1]`, the largest component, filled, of
+            `probabilities >= threshold`, when the caller has it already.
 
     Returns:
         float32 `[N, H, W, 1]`, the refined probabilities.
     """
     check_context(context)
-    lesions = largest_component_filled_graph(probabilities >= threshold)
+    if lesions is None:
+        lesions = largest_component_filled_graph(probabilities >= threshold)
 
     # map_fn would rewrite this with autograph, for nothing: no Python control flow on tensors.
     @tf.autograph.experimental.do_not_convert
