@@ -279,6 +279,23 @@ def test_a_stage_can_only_start_from_an_earlier_single_run_stage(tmp_path):
             recipes.load(write_recipe(tmp_path, change))
 
 
+def test_a_stage_can_start_from_a_published_version_instead(tmp_path):
+    def from_version(data):
+        data["stages"]["base"]["init_from_version"] = "saved_models/ph2_unet/7"
+
+    recipe = recipes.load(write_recipe(tmp_path, from_version))
+    (base,) = recipes.stage_configs(recipe, "base", tmp_path / "r")
+    assert base.init_from == "saved_models/ph2_unet/7"
+
+    def both(data):
+        data["stages"]["finetune"]["init_from_version"] = "saved_models/ph2_unet/7"
+
+    with pytest.raises(
+        recipes.RecipeError, match="stages.finetune.init_from_version and init_from cannot both"
+    ):
+        recipes.load(write_recipe(tmp_path, both))
+
+
 def test_unknown_stage_and_unreadable_files_are_named(tmp_path):
     recipe = recipes.load(write_recipe(tmp_path))
     with pytest.raises(

@@ -25,6 +25,8 @@ The format (every key below is checked; any other key is refused):
       "seeds": [0],                # required: one run per seed
       "init_from": "<stage>",      # optional: a stage listed earlier with one seed, whose
                                    #   best.keras starts every run of this one
+      "init_from_version": "saved_models/ph2_unet/7",  # or instead: a published version,
+                                   #   relative to where the command runs, that starts them
       "notes": ["..."]             # optional
     }
   },
@@ -86,6 +88,7 @@ class Stage:
         train: `TrainConfig` overrides, as in the recipe.
         seeds: one run per seed, in order.
         init_from: the earlier stage whose `best.keras` starts every run, or None.
+        init_from_version: instead, the published version directory that starts every run.
         notes: what the records say about the stage's runs.
     """
 
@@ -94,6 +97,7 @@ class Stage:
     train: dict
     seeds: tuple
     init_from: str | None = None
+    init_from_version: str | None = None
     notes: tuple = ()
 
 
@@ -267,7 +271,9 @@ def _read_stage(reader, name, fields, earlier):
     """One stage, checked against the stages listed before it."""
     field = f"stages.{name}"
     reader.name(f"{field} (a stage name)", name)
-    reader.section(field, fields, ("profile", "train", "seeds"), ("init_from", "notes"))
+    reader.section(
+        field, fields, ("profile", "train", "seeds"), ("init_from", "init_from_version", "notes")
+    )
     if fields["profile"] not in PROFILES:
         reader.fail(
             f"{field}.profile", f"must be one of {tuple(PROFILES)}, received {fields['profile']!r}"
@@ -309,12 +315,22 @@ def _read_stage(reader, name, fields, earlier):
                 f"{field}.init_from",
                 f"names {init_from!r}, which has several seeds: a stage starts from one run",
             )
+    version = fields.get("init_from_version")
+    if version is not None:
+        if init_from is not None:
+            reader.fail(f"{field}.init_from_version", "and init_from cannot both start a stage")
+        if not isinstance(version, str) or not version:
+            reader.fail(
+                f"{field}.init_from_version",
+                f"must be a published version's directory, received {version!r}",
+            )
     stage = Stage(
         name=name,
         profile=fields["profile"],
         train=dict(train),
         seeds=tuple(seeds),
         init_from=init_from,
+        init_from_version=version,
         notes=reader.notes(f"{field}.notes", fields.get("notes", [])),
     )
     try:
@@ -432,7 +448,8 @@ def stage_configs(
 ):
     """The `TrainConfig` of each of a stage's runs, in seed order.
 
-    `init_from` is the earlier stage's `best.keras` under the same runs root. It is set after
+    `init_from` is the earlier stage's `best.keras` under the same runs root, or the stage's
+    `init_from_version`. It is set after
     the config is validated, as `TrainConfig.load` does, because that file exists only once the
     earlier stage has trained: `train` validates the config again before it starts.
 
@@ -463,6 +480,7 @@ def stage_configs(
             (start_seed,) = recipe.stages[stage.init_from].seeds
             start = run_dir(recipe, stage.init_from, start_seed, runs_root) / BEST_MODEL_FILE
             cfg.init_from = str(start)
+        cfg.init_from = stage.init_from_version or cfg.init_from
         configs.append(cfg)
     return configs
 
