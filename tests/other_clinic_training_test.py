@@ -50,9 +50,14 @@ def test_each_fold_run_is_scored_on_its_held_out_fold_beside_the_served_version(
 ):
     extra, served, runs = setting
     output = tmp_path / "out"
+    control = tmp_path / "control"  # all background, as the served version
+    control.mkdir()
+    constant_model(-5.0, SIZE).save(control / BEST_MODEL_FILE)
+    TrainConfig(image_size=SIZE).save(control / CONFIG_FILE)
     other_clinic_training.main(
         [*map(str, runs), "--served", str(served), "--combined", str(runs[0]),
-         "--data-dir", ph2_dummy.data_dir, "--isic-dev", str(extra), "--output-dir", str(output)]
+         "--control", str(control), "--data-dir", ph2_dummy.data_dir, "--isic-dev", str(extra),
+         "--output-dir", str(output)]
     )  # fmt: skip
 
     record = json.loads((output / "per_image.json").read_text())["jaccard"]
@@ -65,10 +70,15 @@ def test_each_fold_run_is_scored_on_its_held_out_fold_beside_the_served_version(
         assert scored["held_out"] == pytest.approx({i: expected[i] for i in held_out})
     assert record["served"]["isic_select"] == {image_id: 0.0 for image_id in expected}
     assert record["combined"]["isic2017_dev"] == pytest.approx(expected)
+    assert record["control"]["isic_select"] == {image_id: 0.0 for image_id in expected}
     text = (output / "output.txt").read_text()
     gains = np.array(list(expected.values()))
     standard_error = gains.std(ddof=1) / np.sqrt(5)
     assert f"paired gain +{gains.mean():.4f} ± {standard_error:.4f} (n=5)" in text
+    against_control = (
+        f"| fold runs (held out) against control, ISIC-select | 5 | +{gains.mean():.4f}"
+    )
+    assert against_control in text
 
 
 def test_fold_runs_must_hold_out_each_fold_once(tmp_path, setting):

@@ -8,7 +8,8 @@ runs (`--combined`, e.g. `ph2-seg soup` of them), it scores that on PH2 validati
 once on ISIC-2017 dev, beside the served version. Every model is scored through the serving
 function with the served version's options (threshold, largest component, refinement), at each
 image's original size. The held-out folds together cover ISIC-select once: their pooled paired
-gain is the cross-validated estimate of what training on ISIC-select brings.
+gain is the cross-validated estimate of what training on ISIC-select brings. A control run
+(`--control`), trained the same way on PH2 alone, separates that from the training itself.
 """
 
 import argparse
@@ -33,6 +34,11 @@ def parse_args(argv):
     parser.add_argument("fold_runs", nargs="+", help="the fold runs' directories (train --out-dir)")
     parser.add_argument("--served", required=True, help="the PH2-only published version to beat")
     parser.add_argument("--combined", help="a run directory of the fold runs combined (a soup)")
+    parser.add_argument(
+        "--control",
+        help="a run trained as the fold runs but on PH2 alone: what the other images add beyond "
+        "the training itself",
+    )
     parser.add_argument("--data-dir", required=True, help="TFDS data dir with ph2/original")
     parser.add_argument(
         "--isic-dev",
@@ -44,7 +50,7 @@ def parse_args(argv):
         "--output-dir", type=pathlib.Path, default=OUTPUT_DIR, help="default: %(default)s"
     )
     args = parser.parse_args(argv)
-    for run_dir in [*args.fold_runs, *([args.combined] if args.combined else [])]:
+    for run_dir in [*args.fold_runs, *[path for path in (args.combined, args.control) if path]]:
         if not (pathlib.Path(run_dir) / runs.BEST_MODEL_FILE).is_file():
             parser.error(f"{run_dir} is not a finished run (no {runs.BEST_MODEL_FILE})")
     if not (pathlib.Path(args.served) / "metrics.json").is_file():
@@ -160,6 +166,27 @@ def main(argv=None):
         f"Served on PH2: validation {mean(results['served']['ph2_validation']):.4f}, "
         f"test {mean(results['served']['ph2_test']):.4f}.",
     )
+
+    if args.control:
+        model, cfg = runs.load_trained(args.control)
+        predict = model_predictor(model, cfg, options)
+        control = {"isic_select": per_image(predict, select_cases)}
+        control.update({f"ph2_{split}": per_image(predict, cases) for split, cases in ph2.items()})
+        results["control"] = {"run": str(args.control), **control}
+        show(
+            "",
+            f"## The PH2-only control, {args.control}",
+            "",
+            "| comparison | images | paired gain ± SE |",
+            "|---|---|---|",
+            f"| control against served, ISIC-select | {len(select_cases)} | "
+            f"{selection.paired_gain(control['isic_select'], served_select)} |",
+            f"| fold runs (held out) against control, ISIC-select | {len(pooled)} | "
+            f"{selection.paired_gain(pooled, control['isic_select'])} |",
+            "",
+            f"Control: ISIC-select {mean(control['isic_select']):.4f}, PH2 validation "
+            f"{mean(control['ph2_validation']):.4f}, test {mean(control['ph2_test']):.4f}.",
+        )
 
     if args.combined:
         model, cfg = runs.load_trained(args.combined)
