@@ -25,11 +25,12 @@ from ph2_tf.serving import export, publish, selection
 from ph2_tf.training import runs
 
 OUTPUT_DIR = pathlib.Path("results/other-clinic-training")
+MODULE = __spec__.name  # this module's name, also when it runs as `python -m` (`__main__`)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog=f"python -m {__name__}", description=__doc__.split("\n\n")[0]
+        prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("fold_runs", nargs="+", help="the fold runs' directories (train --out-dir)")
     parser.add_argument("--served", required=True, help="the PH2-only published version to beat")
@@ -124,7 +125,7 @@ def main(argv=None):
 
     git, packages = record["git"], record["packages"]
     show(
-        f"python -m {__name__} " + shlex.join(sys.argv[1:] if argv is None else argv),
+        f"python -m {MODULE} " + shlex.join(sys.argv[1:] if argv is None else argv),
         f"commit {git['commit']} (tracked files changed: {git['dirty']}); "
         f"TensorFlow {packages['tensorflow']}, Keras {packages['keras']}; {record['device']}; "
         f"{record['precision']}; oneDNN {record['onednn']}",
