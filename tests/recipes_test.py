@@ -16,7 +16,13 @@ from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, LOG_FILE
 
 CONFIGS = REPO_ROOT / "configs"
-RECORDS = REPO_ROOT / "results" / "v2-models"
+V2_RECORDS = REPO_ROOT / "results" / "v2-models"
+# Where each committed recipe's run records are.
+RECORDS = {
+    "ph2_unet": V2_RECORDS,
+    "ph2_segnet": V2_RECORDS,
+    "lesion_unet": REPO_ROOT / "results" / "other-clinic-training" / "runs",
+}
 COMMITTED = sorted(CONFIGS.glob("*.json"))
 
 # The run record (a folder of results/v2-models/) of every run of the committed recipes.
@@ -44,6 +50,7 @@ RECORDED_RUNS = {
         "finetune_all-seed3": SEGNET.format("100+80+40+40", "all", "-ema0.99"),
         "finetune_all-seed5": SEGNET.format("100+80+40+40", "all", "-ema0.99-seed5"),
     },
+    "lesion_unet": {"fold0": "fold0", "fold1": "fold1", "fold2": "fold2"},
 }
 # Starting checkpoints rebuilt from a published SavedModel (results/v2-models/README.md), and
 # the run record of the weights each holds.
@@ -78,8 +85,9 @@ def committed():
     return {path.stem: recipes.load(path) for path in COMMITTED}
 
 
-def test_both_served_models_have_a_recipe_and_every_stage_resolves(committed, tmp_path):
-    assert set(committed) == {"ph2_unet", "ph2_segnet"}
+def test_every_served_model_has_a_recipe_and_every_stage_resolves(committed, tmp_path):
+    served = {path.parent.name for path in (REPO_ROOT / "saved_models").glob("*/README.md")}
+    assert set(committed) == served == {"ph2_unet", "ph2_segnet", "lesion_unet"}
     for name, recipe in committed.items():
         assert recipe.name == name and recipe.export.model_name == name
         order = list(recipe.stages)
@@ -92,7 +100,7 @@ def test_both_served_models_have_a_recipe_and_every_stage_resolves(committed, tm
                 assert pathlib.Path(cfg.out_dir).parent == tmp_path / "runs" / name
                 assert cfg.model == recipe.model
                 if stage.init_from is None:
-                    assert cfg.init_from is None
+                    assert cfg.init_from == stage.init_from_version
                 else:
                     assert order.index(stage.init_from) < position
                     (start,) = recipes.stage_configs(recipe, stage.init_from, tmp_path / "runs")
@@ -106,11 +114,12 @@ def test_every_run_of_a_committed_recipe_is_its_run_record(committed):
         runs = runs_of(recipe, recipe.stages)
         assert set(runs) == set(RECORDED_RUNS[name])
         for run, cfg in runs.items():
-            record = json.loads((RECORDS / RECORDED_RUNS[name][run] / CONFIG_FILE).read_text())
+            record_dir = RECORDS[name] / RECORDED_RUNS[name][run]
+            record = json.loads((record_dir / CONFIG_FILE).read_text())
             assert training_fields(record) == training_fields(dataclasses.asdict(cfg)), run
             stage = recipe.stages[run.split("-seed")[0]]
             if stage.init_from is None:
-                assert record.get("init_from") is None, run
+                assert record.get("init_from") == stage.init_from_version, run
                 continue
             recorded_start = record["init_from"]
             started_from = REBUILT_STARTS.get(

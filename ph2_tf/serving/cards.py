@@ -283,10 +283,11 @@ def _data_lines(metrics, config, source):
             "model**, and its scores on those pairs are not an evaluation."
         ]
         if folds:
+            seen = "every pair was" if len(held_out) > 1 else "the other folds were"
             trained_on.append(
                 f"- Each run left out one of {folds} folds of `{folder}` (pair i, in name "
                 f"order, in fold i mod {folds}) to be scored on it; the runs in these weights "
-                f"left out folds {', '.join(map(str, held_out))}."
+                f"left out folds {', '.join(map(str, held_out))}, so {seen} trained on."
             )
     return [
         *trained_on,
