@@ -26,6 +26,13 @@ SET_LABELS = {
 }
 
 
+def module_name(module):
+    """A runner's importable name, also when it runs as `python -m` (then `__name__` is
+    `__main__`)."""
+    spec = getattr(module, "__spec__", None)
+    return spec.name if spec is not None else module.__name__
+
+
 def image_sets(data_dir, isic_select, seed):
     """`{set name: cases}` of `SET_LABELS`: PH2 validation, its stress sets, ISIC-select."""
     validation = external.ph2_cases("validation", data_dir=data_dir)
@@ -54,7 +61,7 @@ def parse_args(module, argv, *, output_dir, model_file, model_kind):
         `output_dir`.
     """
     parser = argparse.ArgumentParser(
-        prog=f"python -m {module.__name__}", description=module.__doc__.split("\n\n")[0]
+        prog=f"python -m {module_name(module)}", description=module.__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "saved_models", nargs="+", help=f"model directories, each with {model_file}"
@@ -101,7 +108,8 @@ class Report:
         git = self.record["git"]
         packages = self.record["packages"]
         self.print(
-            f"python -m {module.__name__} " + shlex.join(sys.argv[1:] if argv is None else argv),
+            f"python -m {module_name(module)} "
+            + shlex.join(sys.argv[1:] if argv is None else argv),
             f"commit {git['commit']} (tracked files changed: {git['dirty']}); "
             f"TensorFlow {packages['tensorflow']}, Keras {packages['keras']}; "
             f"{self.record['device']}; {self.record['precision']}; "

@@ -1,0 +1,92 @@
+"""The served mask's threshold, chosen on other clinics' images as well as on PH2.
+
+Every served version thresholds its probabilities at 0.5, the value the models were trained and
+validated with on PH2. Other clinics draw their ground truth differently (ISIC's masks often
+enclose the lesion with a margin), and the models see those images less sharply, so another
+threshold may fit them better. In the served graph the threshold does two things: it locates the
+lesion for the refining pass, and it makes the mask. This runner scores each threshold of
+`THRESHOLDS` doing both, as `export --threshold` would serve it:
+
+- `threshold_<t>`: the version's served computation (first pass, its own refinement with the
+  lesion located at `t`), masked at `t`, largest component kept and filled;
+- `served`: the same at 0.5, the baseline.
+
+Scoring, sets and the two publishing rules are `small_lesion_levers'` (original size, paired gains
+over `served`). ISIC-dev is not used.
+
+Writes `output.txt` and `per_image.json` to `--output-dir` (default `results/threshold-choice/`):
+
+    python -m ph2_tf.experiments.threshold_choice --data-dir /tmp/tfds \\
+        --isic-select ../shared/external/isic2017-select \\
+        saved_models/ph2_unet/7 saved_models/ph2_segnet/12
+"""
+
+import pathlib
+import sys
+
+from ph2_tf.evaluation import scoring
+from ph2_tf.evaluation.metrics import per_image_scores
+from ph2_tf.experiments import selection_sets
+from ph2_tf.experiments.multi_scale import memoized_mean, served_context
+from ph2_tf.experiments.small_lesion_levers import BASELINE, decisions, model_at_size, model_table
+from ph2_tf.serving import refinement
+from ph2_tf.serving.postprocessing import largest_component_filled
+
+OUTPUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "results" / "threshold-choice"
+THRESHOLDS = (0.3, 0.4, 0.45, 0.55, 0.6, 0.7)
+
+
+def threshold_jaccards(predict, context, cases):
+    """`{lever: {image_id: Jaccard}}`: the served computation at 0.5 and at each threshold."""
+    levers = {BASELINE: scoring.THRESHOLD, **{f"threshold_{t:g}": t for t in THRESHOLDS}}
+    jaccards = {}
+    for image_id, image, truth in cases:
+        at_training_size = memoized_mean([predict])  # each window's pass once per image
+        for lever, threshold in levers.items():
+            probability = at_training_size(image)
+            if context is not None:
+                probability = refinement.refine_first_pass(
+                    at_training_size, image, probability, context, threshold
+                )
+            mask = largest_component_filled(probability >= threshold)
+            jaccard = per_image_scores([truth], [mask])["jaccard"][0]
+            jaccards.setdefault(lever, {})[image_id] = float(jaccard)
+    return jaccards
+
+
+def main(argv=None):
+    args = selection_sets.parse_args(
+        sys.modules[__name__],
+        argv,
+        output_dir=OUTPUT_DIR,
+        model_file="metrics.json",
+        model_kind="a published version",
+    )
+    report = selection_sets.Report(
+        sys.modules[__name__],
+        argv,
+        args,
+        f"baseline threshold {scoring.THRESHOLD}; thresholds {', '.join(map(str, THRESHOLDS))}",
+    )
+    per_model = {}
+    for path in args.saved_models:
+        model, training_size = model_at_size(path)
+        predict = scoring.keras_predictor(model, training_size)
+        context = served_context(path)
+        per_model[path] = {
+            name: threshold_jaccards(predict, context, cases) for name, cases in report.sets.items()
+        }
+        report.print(
+            "",
+            f"## {path} (served refinement: {context})",
+            "",
+            *model_table(per_model[path]),
+            "",
+            *decisions(per_model[path]),
+        )
+    levers = list(next(iter(next(iter(per_model.values())).values())))
+    report.write(args.output_dir, {"seed": args.seed, "levers": levers, "jaccard": per_model})
+
+
+if __name__ == "__main__":
+    main()

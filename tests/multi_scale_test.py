@@ -1,0 +1,147 @@
+"""Tests of ph2_tf.experiments.multi_scale and threshold_choice: each lever is the served
+computation with one thing changed, computed from the same passes, and the runners' arguments."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ph2_tf.data.external import Case
+from ph2_tf.evaluation.metrics import per_image_scores
+from ph2_tf.experiments import multi_scale, selection_sets, threshold_choice
+from ph2_tf.serving import refinement
+from ph2_tf.serving.postprocessing import largest_component_filled
+
+
+def contrast(image):
+    """A stand-in model whose output depends on the window it is given: brightness against the
+    image's mean brightness."""
+    brightness = image.astype(np.float32).mean(axis=-1) / 255.0
+    return np.clip(brightness - brightness.mean() + 0.45, 0.0, 1.0)
+
+
+def blurred(image):
+    """Another stand-in, for another input size: the contrast, smoothed along the rows."""
+    probability = contrast(image)
+    return (probability + np.roll(probability, 3, axis=1)) / 2
+
+
+def spot_image(side=5, frame=(60, 80)):
+    """Dark skin with one bright square spot of `side` pixels."""
+    image = np.full((*frame, 3), 10, np.uint8)
+    image[20 : 20 + side, 30 : 30 + side] = 230
+    return image
+
+
+def counted(predict):
+    """`predict`, counting its calls in `.calls`."""
+
+    def wrapper(image):
+        wrapper.calls += 1
+        return predict(image)
+
+    wrapper.calls = 0
+    return wrapper
+
+
+def test_memoized_mean_averages_and_runs_each_predictor_once_per_image():
+    first, second = counted(contrast), counted(blurred)
+    mean = multi_scale.memoized_mean([first, second])
+    image = spot_image()
+    expected = (contrast(image) + blurred(image)) / 2
+    np.testing.assert_allclose(mean(image), expected)
+    np.testing.assert_allclose(mean(image.copy()), expected)  # same pixels: cached
+    mean(image[10:40, 20:60])  # a window is another image
+    assert (first.calls, second.calls) == (2, 2)
+
+
+@pytest.mark.parametrize("context", [1.5, None])
+def test_each_lever_is_the_served_computation_with_its_passes_averaged(context):
+    sizes = {16: contrast, 20: blurred, 24: blurred}
+    levers = multi_scale.lever_predictors(sizes, 16, context)
+    assert list(levers) == [
+        "served",
+        "first_16_24",
+        "both_16_24",
+        "first_16_20",
+        "both_16_20",
+        "first_16_20_24",
+        "both_16_20_24",
+    ]
+    image = spot_image()
+
+    def mean_of(*predictors):
+        return lambda window: np.mean([p(window) for p in predictors], axis=0)
+
+    def served_with(first_pass, second_pass):
+        if context is None:
+            return first_pass(image)
+        return refinement.refine_first_pass(second_pass, image, first_pass(image), context)
+
+    np.testing.assert_allclose(levers["served"](image), served_with(contrast, contrast))
+    pair, triple = mean_of(contrast, blurred), mean_of(contrast, blurred, blurred)
+    np.testing.assert_allclose(levers["first_16_24"](image), served_with(pair, contrast))
+    np.testing.assert_allclose(levers["both_16_24"](image), served_with(pair, pair))
+    np.testing.assert_allclose(levers["both_16_20_24"](image), served_with(triple, triple))
+    if context is not None:  # the second pass is what differs
+        assert not np.allclose(levers["first_16_24"](image), levers["both_16_24"](image))
+
+
+def test_lever_jaccards_scores_the_kept_component_of_each_lever():
+    image = spot_image(6)
+    truth = np.zeros(image.shape[:2], bool)
+    truth[20:26, 30:36] = True
+    jaccards = multi_scale.lever_jaccards(
+        {16: contrast, 20: contrast, 24: contrast}, 16, 1.5, [Case("spot", image, truth)]
+    )
+    assert len(jaccards) == 7
+    assert all(scores == {"spot": 1.0} for scores in jaccards.values())  # all find the spot
+
+
+def ramp_image():
+    """A lesion whose brightness falls off from its centre, so each threshold draws it larger or
+    smaller."""
+    rows, columns = np.mgrid[:60, :80]
+    distance = np.hypot(rows - 30, columns - 40)
+    brightness = np.clip(255 - distance * 9, 0, 255).astype(np.uint8)
+    return np.repeat(brightness[..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("context", [2.0, None])
+def test_each_threshold_locates_and_masks_at_that_threshold(context):
+    image = ramp_image()
+    truth = contrast(image) >= 0.5
+    jaccards = threshold_choice.threshold_jaccards(contrast, context, [Case("ramp", image, truth)])
+    assert list(jaccards) == ["served", *(f"threshold_{t:g}" for t in threshold_choice.THRESHOLDS)]
+    for lever, threshold in (("served", 0.5), *((f"threshold_{t:g}", t) for t in [0.3, 0.7])):
+        probability = contrast(image)
+        if context is not None:
+            probability = refinement.refine_first_pass(
+                contrast, image, probability, context, threshold
+            )
+        mask = largest_component_filled(probability >= threshold)
+        expected = per_image_scores([truth], [mask])["jaccard"][0]
+        assert jaccards[lever]["ramp"] == pytest.approx(expected)
+    assert jaccards["threshold_0.3"]["ramp"] < jaccards["threshold_0.45"]["ramp"] < 1.0
+    assert jaccards["threshold_0.7"]["ramp"] < jaccards["threshold_0.55"]["ramp"] < 1.0
+
+
+def test_served_context_is_read_from_the_version_record(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"source": {"serving": {"refine": 1.5}}}))
+    assert multi_scale.served_context(tmp_path) == 1.5
+    (tmp_path / "metrics.json").write_text(json.dumps({"source": {}}))
+    assert multi_scale.served_context(tmp_path) is None  # exported before refinement
+
+
+def test_a_runner_is_named_by_its_import_path_also_when_run_as_main():
+    runner = SimpleNamespace(__name__="__main__", __spec__=SimpleNamespace(name="a.runner"))
+    assert selection_sets.module_name(runner) == "a.runner"
+    assert selection_sets.module_name(multi_scale) == "ph2_tf.experiments.multi_scale"
+
+
+@pytest.mark.parametrize("runner", [multi_scale, threshold_choice])
+def test_bad_arguments_are_refused_naming_them(runner, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        runner.main([str(tmp_path), "--data-dir", str(tmp_path)])
+    assert f"{tmp_path} is not a published version (no metrics.json)" in capsys.readouterr().err
