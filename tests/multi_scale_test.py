@@ -145,3 +145,23 @@ def test_bad_arguments_are_refused_naming_them(runner, tmp_path, capsys):
     with pytest.raises(SystemExit):
         runner.main([str(tmp_path), "--data-dir", str(tmp_path)])
     assert f"{tmp_path} is not a published version (no metrics.json)" in capsys.readouterr().err
+
+
+def test_a_threshold_that_loses_on_a_stress_set_is_refused_though_isic_select_gains():
+    def scores(base, gain, n=20):
+        served = {f"i{k}": base + 0.01 * (k % 3) for k in range(n)}
+        return {"served": served, "threshold_0.4": {i: v + gain for i, v in served.items()}}
+
+    jaccards = {
+        "ph2_validation": scores(0.88, 0.0),
+        "artefacts": scores(0.84, -0.02),  # every image loses: a loss beyond noise
+        "small_lesions": scores(0.80, 0.0),
+        "small_lesions_artefacts": scores(0.75, 0.0),
+        "isic2017_select": scores(0.80, 0.01),
+    }
+    refused = threshold_choice.decisions(jaccards, threshold_choice.RULES)
+    assert "threshold_0.4: keep served" in refused[1] and "artefacts" in refused[1]
+    jaccards["artefacts"] = scores(0.84, 0.0)
+    assert (
+        "threshold_0.4: publish" in threshold_choice.decisions(jaccards, threshold_choice.RULES)[1]
+    )

@@ -144,14 +144,15 @@ RULES = {
 }
 
 
-def decisions(jaccards):
-    """Per rule of `RULES`, one line per lever: the decision on serving it instead of `served`."""
+def decisions(jaccards, rules=RULES):
+    """Per rule of `rules` (`{name: (signal set, guard sets)}`; PH2 validation is always a
+    guard), one line per lever: the decision on serving it instead of `served`."""
 
     def gain(set_name, lever):
         return selection.paired_gain(jaccards[set_name][lever], jaccards[set_name][BASELINE])
 
     lines = []
-    for rule, (signal, guards) in RULES.items():
+    for rule, (signal, guards) in rules.items():
         lines.append(f"Publishing rule, {rule} (gain > 2 SE, no loss beyond 2 SE):")
         for lever in jaccards[signal]:
             if lever == BASELINE:
