@@ -76,7 +76,7 @@ def add_parser(commands):
     setting(
         "--init-from",
         help="start from the weights of this .keras file (another run's best.keras, same "
-        "model) or published version (e.g. saved_models/ph2_unet/7) and train --epochs more, "
+        "model) or published version (e.g. saved_models/ph2_unet/8) and train --epochs more, "
         "with a fresh optimizer",
     )
     setting(
