@@ -159,9 +159,24 @@ def test_a_threshold_that_loses_on_a_stress_set_is_refused_though_isic_select_ga
         "small_lesions_artefacts": scores(0.75, 0.0),
         "isic2017_select": scores(0.80, 0.01),
     }
-    refused = threshold_choice.decisions(jaccards, threshold_choice.RULES)
+    refused = selection_sets.decisions(jaccards, threshold_choice.RULES)
     assert "threshold_0.4: keep served" in refused[1] and "artefacts" in refused[1]
     jaccards["artefacts"] = scores(0.84, 0.0)
-    assert (
-        "threshold_0.4: publish" in threshold_choice.decisions(jaccards, threshold_choice.RULES)[1]
-    )
+    assert "threshold_0.4: publish" in selection_sets.decisions(jaccards, threshold_choice.RULES)[1]
+
+
+def test_the_model_table_gives_each_levers_mean_and_paired_gain_over_the_baseline():
+    jaccards = {
+        "isic2017_select": {
+            "served": {"a": 0.5, "b": 0.7, "c": 0.0},
+            "both_256_384": {"a": 0.6, "b": 0.9, "c": 0.0},
+        }
+    }
+    header, rule, served, lever = selection_sets.model_table(jaccards)
+    assert "| lever |" in header and "gain vs served ± SE" in header
+    assert served == "| ISIC-select | 3 | served | 0.4000 | (baseline) | 1 |"
+    differences = np.array([0.1, 0.2, 0.0])
+    error = differences.std(ddof=1) / np.sqrt(3)
+    assert lever == f"| ISIC-select | 3 | both_256_384 | 0.5000 | +0.1000 ± {error:.4f} | 1 |"
+    _, _, _, as_rules = selection_sets.model_table(jaccards, "served", "rule", digits=3)
+    assert as_rules.startswith("| ISIC-select | 3 | both_256_384 | 0.500 | +0.100 ± ")

@@ -48,7 +48,6 @@ from skimage import measure
 from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import per_image_scores
 from ph2_tf.experiments import selection_sets
-from ph2_tf.experiments.selection_sets import SET_LABELS
 from ph2_tf.serving import selection
 from ph2_tf.serving.postprocessing import largest_component_filled
 
@@ -160,27 +159,6 @@ def served_mask_mismatches(serve, cases):
     return mismatches
 
 
-def model_table(jaccards):
-    """Markdown rows of one model: per set and rule, mean Jaccard, paired gain vs `largest`."""
-    lines = [
-        "| set | images | rule | mean Jaccard | gain vs largest ± SE | images at Jaccard 0 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for set_name, by_rule in jaccards.items():
-        for rule, scores in by_rule.items():
-            values = np.array(list(scores.values()))
-            if rule == BASELINE:
-                gain = "(baseline)"
-            else:
-                paired = selection.paired_gain(scores, by_rule[BASELINE])
-                gain = f"{paired.gain:+.3f} ± {paired.standard_error:.3f}"
-            lines.append(
-                f"| {SET_LABELS[set_name]} | {len(values)} | {rule} | {values.mean():.3f} | "
-                f"{gain} | {np.count_nonzero(values == 0)} |"
-            )
-    return lines
-
-
 def decisions(jaccards):
     """One line per rule: the publishing rule's decision on replacing `largest` by it."""
     lines = []
@@ -236,7 +214,7 @@ def main(argv=None):
             f"`largest` against the signature's `mask` on {checked} images: "
             f"{mismatched} pixels differ",
             "",
-            *model_table(per_model[path]),
+            *selection_sets.model_table(per_model[path], BASELINE, "rule", digits=3),
             "",
             "Publishing rule (gain > 2 SE on ISIC-select, no loss beyond 2 SE on PH2 validation):",
             *decisions(per_model[path]),

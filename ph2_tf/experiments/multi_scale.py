@@ -34,7 +34,8 @@ import numpy as np
 from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import per_image_scores
 from ph2_tf.experiments import selection_sets
-from ph2_tf.experiments.small_lesion_levers import BASELINE, decisions, model_at_size, model_table
+from ph2_tf.experiments.selection_sets import BASELINE
+from ph2_tf.experiments.small_lesion_levers import RULES, model_at_size
 from ph2_tf.serving import refinement
 from ph2_tf.serving.postprocessing import largest_component_filled
 
@@ -103,43 +104,31 @@ def lever_jaccards(predictors, training_size, context, cases):
     return jaccards
 
 
+def score_version(path):
+    """The levers' scoring of one published version, and its heading's suffix."""
+    model, training_size = model_at_size(path)
+    predictors = {training_size: scoring.keras_predictor(model, training_size)}
+    sizes = {round(training_size * m) for multiples in EXTRA_SIZES for m in multiples}
+    for size in sorted(sizes):
+        predictors[size] = scoring.keras_predictor(model_at_size(path, size)[0], size)
+    context = served_context(path)
+
+    def score(cases):
+        return lever_jaccards(predictors, training_size, context, cases)
+
+    return score, f" (served refinement: {context})"
+
+
 def main(argv=None):
-    args = selection_sets.parse_args(
+    selection_sets.score_published_versions(
         sys.modules[__name__],
         argv,
-        output_dir=OUTPUT_DIR,
-        model_file="metrics.json",
-        model_kind="a published version",
-    )
-    report = selection_sets.Report(
-        sys.modules[__name__],
-        argv,
-        args,
+        OUTPUT_DIR,
         f"threshold {scoring.THRESHOLD}; extra sizes (multiples of the training size) "
         f"{', '.join('+'.join(f'{m:g}' for m in multiples) for multiples in EXTRA_SIZES)}",
+        score_version,
+        RULES,
     )
-    per_model = {}
-    for path in args.saved_models:
-        model, training_size = model_at_size(path)
-        sizes = {round(training_size * m) for multiples in EXTRA_SIZES for m in multiples}
-        predictors = {training_size: scoring.keras_predictor(model, training_size)}
-        for size in sorted(sizes):
-            predictors[size] = scoring.keras_predictor(model_at_size(path, size)[0], size)
-        context = served_context(path)
-        per_model[path] = {
-            name: lever_jaccards(predictors, training_size, context, cases)
-            for name, cases in report.sets.items()
-        }
-        report.print(
-            "",
-            f"## {path} (served refinement: {context})",
-            "",
-            *model_table(per_model[path]),
-            "",
-            *decisions(per_model[path]),
-        )
-    levers = list(next(iter(next(iter(per_model.values())).values())))
-    report.write(args.output_dir, {"seed": args.seed, "levers": levers, "jaccard": per_model})
 
 
 if __name__ == "__main__":

@@ -12,10 +12,15 @@ import shlex
 import sys
 import time
 
+import numpy as np
+
 from ph2_tf import files, provenance
 from ph2_tf.data import external
 from ph2_tf.experiments import stress_sets
+from ph2_tf.serving import selection
 
+# The lever every other lever of a runner is compared with: the served computation.
+BASELINE = "served"
 ISIC2017_SELECT_DIR = external.ISIC2017_DEV_DIR.with_name("isic2017-select")
 SET_LABELS = {
     "ph2_validation": "PH2 validation",
@@ -135,3 +140,89 @@ class Report:
             output_dir / "per_image.json",
             {"command": self.lines[0], "provenance": self.record, **per_image},
         )
+
+
+def model_table(jaccards, baseline=BASELINE, column="lever", digits=4):
+    """Markdown rows of one model: per set and `column` (lever, rule), mean Jaccard and paired
+    gain over `baseline` ± its standard error, with `digits` decimals."""
+    lines = [
+        f"| set | images | {column} | mean Jaccard | gain vs {baseline} ± SE | "
+        "images at Jaccard 0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for set_name, by_lever in jaccards.items():
+        for lever, scores in by_lever.items():
+            values = np.array(list(scores.values()))
+            if lever == baseline:
+                gain = "(baseline)"
+            else:
+                paired = selection.paired_gain(scores, by_lever[baseline])
+                gain = f"{paired.gain:+.{digits}f} ± {paired.standard_error:.{digits}f}"
+            mean = f"{values.mean():.{digits}f}"
+            lines.append(
+                f"| {SET_LABELS[set_name]} | {len(values)} | {lever} | {mean} | {gain} | "
+                f"{np.count_nonzero(values == 0)} |"
+            )
+    return lines
+
+
+def decisions(jaccards, rules):
+    """Per rule of `rules` (`{name: (signal set, guard sets)}`; PH2 validation is always a
+    guard), one line per lever: the decision on serving it instead of `served`."""
+
+    def gain(set_name, lever):
+        return selection.paired_gain(jaccards[set_name][lever], jaccards[set_name][BASELINE])
+
+    lines = []
+    for rule, (signal, guards) in rules.items():
+        lines.append(f"Publishing rule, {rule} (gain > 2 SE, no loss beyond 2 SE):")
+        for lever in jaccards[signal]:
+            if lever == BASELINE:
+                continue
+            decision = selection.decide(
+                gain(signal, lever),
+                gain("ph2_validation", lever),
+                guards={SET_LABELS[name]: gain(name, lever) for name in guards},
+            )
+            verdict = "publish" if decision.publish else "keep served"
+            lines.append(f"- {lever}: {verdict} ({decision.reason})")
+    return lines
+
+
+def score_published_versions(module, argv, output_dir, settings, score_version, rules):
+    """The `main` of a runner that scores levers of published versions on the sets of
+    `image_sets`: checks the arguments, prints the header, then per version the table of
+    `model_table` and the `decisions` of `rules`, and writes `output.txt` and `per_image.json`.
+
+    Args:
+        module: the runner's module.
+        argv: the arguments, or None for `sys.argv[1:]`.
+        output_dir: the default `--output-dir`.
+        settings: one line of the runner's settings, printed in the header.
+        score_version: function of a version directory returning `(score, suffix)`:
+            `score(cases)` gives `{lever: {image_id: Jaccard}}`, with `BASELINE` among the
+            levers, and `suffix` ends the version's heading.
+        rules: `{name: (signal set, guard sets)}` for `decisions`.
+    """
+    args = parse_args(
+        module,
+        argv,
+        output_dir=output_dir,
+        model_file="metrics.json",
+        model_kind="a published version",
+    )
+    report = Report(module, argv, args, settings)
+    per_model = {}
+    for path in args.saved_models:
+        score, suffix = score_version(path)
+        per_model[path] = {name: score(cases) for name, cases in report.sets.items()}
+        report.print(
+            "",
+            f"## {path}{suffix}",
+            "",
+            *model_table(per_model[path]),
+            "",
+            *decisions(per_model[path], rules),
+        )
+    levers = list(next(iter(next(iter(per_model.values())).values())))
+    report.write(args.output_dir, {"seed": args.seed, "levers": levers, "jaccard": per_model})

@@ -37,13 +37,10 @@ import pathlib
 import sys
 from types import SimpleNamespace
 
-import numpy as np
-
 from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import per_image_scores
 from ph2_tf.experiments import selection_sets
-from ph2_tf.experiments.selection_sets import SET_LABELS
-from ph2_tf.serving import selection
+from ph2_tf.experiments.selection_sets import BASELINE
 from ph2_tf.serving.postprocessing import largest_component_filled
 
 OUTPUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "results" / "small-lesions"
@@ -53,7 +50,6 @@ LARGER_INPUT = 384
 # ph2_tf.experiments.lesion_share --ph2-data-dir ...`, results/v2-models/README.md): a value from
 # PH2, not tuned.
 SMALL_SHARE = 0.043
-BASELINE = "served"
 
 
 def model_at_size(version_dir, size=None):
@@ -111,27 +107,6 @@ def lever_jaccards(served, larger, cases):
     return jaccards
 
 
-def model_table(jaccards):
-    """Markdown rows of one model: per set and lever, mean Jaccard and paired gain vs served."""
-    lines = [
-        "| set | images | lever | mean Jaccard | gain vs served ± SE | images at Jaccard 0 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for set_name, by_lever in jaccards.items():
-        for lever, scores in by_lever.items():
-            values = np.array(list(scores.values()))
-            if lever == BASELINE:
-                gain = "(baseline)"
-            else:
-                paired = selection.paired_gain(scores, by_lever[BASELINE])
-                gain = f"{paired.gain:+.4f} ± {paired.standard_error:.4f}"
-            lines.append(
-                f"| {SET_LABELS[set_name]} | {len(values)} | {lever} | {values.mean():.4f} | "
-                f"{gain} | {np.count_nonzero(values == 0)} |"
-            )
-    return lines
-
-
 # The publishing rule twice: with ISIC-select as the signal, as for any candidate, and with the
 # small-lesion set as the signal, since ISIC-select holds one lesion under 3 % of its frame and so
 # cannot see what a small-lesion lever is for; every other set must then lose no more than noise.
@@ -144,57 +119,24 @@ RULES = {
 }
 
 
-def decisions(jaccards, rules=RULES):
-    """Per rule of `rules` (`{name: (signal set, guard sets)}`; PH2 validation is always a
-    guard), one line per lever: the decision on serving it instead of `served`."""
-
-    def gain(set_name, lever):
-        return selection.paired_gain(jaccards[set_name][lever], jaccards[set_name][BASELINE])
-
-    lines = []
-    for rule, (signal, guards) in rules.items():
-        lines.append(f"Publishing rule, {rule} (gain > 2 SE, no loss beyond 2 SE):")
-        for lever in jaccards[signal]:
-            if lever == BASELINE:
-                continue
-            decision = selection.decide(
-                gain(signal, lever),
-                gain("ph2_validation", lever),
-                guards={SET_LABELS[name]: gain(name, lever) for name in guards},
-            )
-            verdict = "publish" if decision.publish else "keep served"
-            lines.append(f"- {lever}: {verdict} ({decision.reason})")
-    return lines
+def score_version(path):
+    """The levers' scoring of one published version, and its heading's suffix (none)."""
+    model, training_size = model_at_size(path)
+    served = scoring.keras_predictor(model, training_size)
+    larger = scoring.keras_predictor(model_at_size(path, LARGER_INPUT)[0], LARGER_INPUT)
+    return (lambda cases: lever_jaccards(served, larger, cases)), ""
 
 
 def main(argv=None):
-    args = selection_sets.parse_args(
+    selection_sets.score_published_versions(
         sys.modules[__name__],
         argv,
-        output_dir=OUTPUT_DIR,
-        model_file="metrics.json",
-        model_kind="a published version",
-    )
-    report = selection_sets.Report(
-        sys.modules[__name__],
-        argv,
-        args,
+        OUTPUT_DIR,
         f"threshold {scoring.THRESHOLD}; contexts {', '.join(f'{c:g}' for c in CONTEXTS)}; "
         f"larger input {LARGER_INPUT} px",
+        score_version,
+        RULES,
     )
-    per_model = {}
-    for path in args.saved_models:
-        model, training_size = model_at_size(path)
-        served = scoring.keras_predictor(model, training_size)
-        larger = scoring.keras_predictor(model_at_size(path, LARGER_INPUT)[0], LARGER_INPUT)
-        per_model[path] = {
-            name: lever_jaccards(served, larger, cases) for name, cases in report.sets.items()
-        }
-        report.print(
-            "", f"## {path}", "", *model_table(per_model[path]), "", *decisions(per_model[path])
-        )
-    levers = list(next(iter(next(iter(per_model.values())).values())))
-    report.write(args.output_dir, {"seed": args.seed, "levers": levers, "jaccard": per_model})
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import per_image_scores
 from ph2_tf.experiments import selection_sets
 from ph2_tf.experiments.multi_scale import memoized_mean, served_context
-from ph2_tf.experiments.small_lesion_levers import BASELINE, decisions, model_at_size, model_table
+from ph2_tf.experiments.selection_sets import BASELINE
+from ph2_tf.experiments.small_lesion_levers import model_at_size
 from ph2_tf.serving import refinement
 from ph2_tf.serving.postprocessing import largest_component_filled
 
@@ -64,38 +65,25 @@ def threshold_jaccards(predict, context, cases):
     return jaccards
 
 
+def score_version(path):
+    """The thresholds' scoring of one published version, and its heading's suffix."""
+    model, training_size = model_at_size(path)
+    predict = scoring.keras_predictor(model, training_size)
+    context = served_context(path)
+    return (lambda cases: threshold_jaccards(predict, context, cases)), (
+        f" (served refinement: {context})"
+    )
+
+
 def main(argv=None):
-    args = selection_sets.parse_args(
+    selection_sets.score_published_versions(
         sys.modules[__name__],
         argv,
-        output_dir=OUTPUT_DIR,
-        model_file="metrics.json",
-        model_kind="a published version",
-    )
-    report = selection_sets.Report(
-        sys.modules[__name__],
-        argv,
-        args,
+        OUTPUT_DIR,
         f"baseline threshold {scoring.THRESHOLD}; thresholds {', '.join(map(str, THRESHOLDS))}",
+        score_version,
+        RULES,
     )
-    per_model = {}
-    for path in args.saved_models:
-        model, training_size = model_at_size(path)
-        predict = scoring.keras_predictor(model, training_size)
-        context = served_context(path)
-        per_model[path] = {
-            name: threshold_jaccards(predict, context, cases) for name, cases in report.sets.items()
-        }
-        report.print(
-            "",
-            f"## {path} (served refinement: {context})",
-            "",
-            *model_table(per_model[path]),
-            "",
-            *decisions(per_model[path], RULES),
-        )
-    levers = list(next(iter(next(iter(per_model.values())).values())))
-    report.write(args.output_dir, {"seed": args.seed, "levers": levers, "jaccard": per_model})
 
 
 if __name__ == "__main__":
