@@ -180,3 +180,44 @@ def test_the_model_table_gives_each_levers_mean_and_paired_gain_over_the_baselin
     assert lever == f"| ISIC-select | 3 | both_256_384 | 0.5000 | +0.1000 ± {error:.4f} | 1 |"
     _, _, _, as_rules = selection_sets.model_table(jaccards, "served", "rule", digits=3)
     assert as_rules.startswith("| ISIC-select | 3 | both_256_384 | 0.500 | +0.100 ± ")
+
+
+def test_a_runner_scores_every_set_and_threshold_of_a_published_version(
+    ph2_dummy, tmp_path, capsys
+):
+    from external_test import _write_case
+    from small_lesion_levers_test import published_tiny_unet
+
+    version, _ = published_tiny_unet(tmp_path / "saved_models")
+    select = tmp_path / "select"
+    for index in range(3):
+        _write_case(select, f"ISIC_{index}", size=(40 + index, 30))
+    output = tmp_path / "out"
+    threshold_choice.main(
+        [
+            str(version),
+            "--data-dir",
+            ph2_dummy.data_dir,
+            "--isic-select",
+            str(select),
+            "--output-dir",
+            str(output),
+        ]  # fmt: skip
+    )
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"python -m ph2_tf.experiments.threshold_choice {version} ")
+    assert f"## {version} (served refinement: None)" in printed
+    record = json.loads((output / "per_image.json").read_text())
+    assert record["levers"] == [
+        "served",
+        *(f"threshold_{t:g}" for t in threshold_choice.THRESHOLDS),
+    ]
+    by_set = record["jaccard"][str(version)]
+    assert set(by_set) == set(selection_sets.SET_LABELS)
+    assert len(by_set["isic2017_select"]["served"]) == 3
+    for by_lever in by_set.values():
+        for scores in by_lever.values():
+            assert all(0.0 <= value <= 1.0 for value in scores.values())
+    decided = [line for line in printed.splitlines() if line.startswith("- threshold_")]
+    assert len(decided) == len(threshold_choice.THRESHOLDS)
+    assert (output / "output.txt").read_text().startswith(printed.splitlines()[0])
