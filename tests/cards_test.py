@@ -116,6 +116,23 @@ def test_card_states_the_refining_second_pass_and_its_limit(saved_model, tmp_pat
     assert "Refinement" not in card and "stays missed" not in card
 
 
+def test_card_states_the_noise_rule_decision_that_published_it(saved_model, tmp_path):
+    path, _ = saved_model
+    record = metrics_record(0.5)
+    card = cards.model_card(publish_version(tmp_path / "m", 1, path, record))
+    assert "noise rule" not in card  # the first version: nothing to beat
+    gain = {"gain": 0.0129, "standard_error": 0.0039, "images": 210}
+    record["source"]["publishing"] = {
+        "selection_signal": "isic2017-select",
+        "gains": {"ph2_validation": gain, "isic2017-select": gain, "artefacts": gain},
+    }
+    card = " ".join(cards.model_card(publish_version(tmp_path / "m", 2, path, record)).split())
+    assert (
+        "- Published by the noise rule with `isic2017-select` as the selection signal (paired "
+        "gain +0.0129 ± 0.0039), and `ph2_validation`, `artefacts` as guards" in card
+    )
+
+
 def test_card_leaves_out_what_is_not_recorded(saved_model, tmp_path):
     path, _ = saved_model
     version_dir = publish_version(

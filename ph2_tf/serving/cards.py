@@ -295,8 +295,26 @@ def _data_lines(metrics, config, source):
         + images(publish.SELECTION_SPLIT)
         + ": the best epoch by validation Jaccard, soup ingredients, and `export --if-better` "
         "against the served version.",
+        *_publishing_lines(source),
         f"- The PH² `test` split{images('test')} only scored it (below).",
     ]
+
+
+def _publishing_lines(source):
+    """The noise rule's decision that published this version, where its record holds one."""
+    record = source.get("publishing")
+    if not isinstance(record, dict) or "selection_signal" not in record:
+        return []
+    gains = record.get("gains", {})
+    signal = record["selection_signal"]
+    measured = gains.get(signal, {})
+    guards = [name for name in gains if name != signal]
+    line = f"- Published by the noise rule with `{signal}` as the selection signal"
+    if "gain" in measured and "standard_error" in measured:
+        line += f" (paired gain {measured['gain']:+.4f} ± {measured['standard_error']:.4f})"
+    if guards:
+        line += ", and " + ", ".join(f"`{name}`" for name in guards) + " as guards"
+    return [line + " (`docs/models.md`, the publishing rule)."]
 
 
 def _recipe_lines(source, config):
