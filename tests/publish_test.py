@@ -257,14 +257,18 @@ def test_load_published_model_rebuilds_a_version_exported_before_folding(tmp_pat
 
 
 def test_load_published_model_rebuilds_the_served_segnet():
-    version_dir = REPO_ROOT / "saved_models" / "ph2_segnet" / "12"  # its BatchNorm folded
+    # The served version, its BatchNorm folded.
+    version_dir = versions.served_versions(REPO_ROOT / "saved_models" / "ph2_segnet")[-1]
     model, source = publish.load_published_model(version_dir)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     images = tf.constant(np.random.default_rng(1).integers(0, 256, (1, 300, 400, 3), np.uint8))
     served = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE](images=images)
     options = publish.serving_options(version_dir)  # the served graph's refinement included
     rebuilt = export.serving_function(
-        model, source["config"]["image_size"], refine=options.get("refine")
+        model,
+        source["config"]["image_size"],
+        options["threshold"],  # which also locates the lesion for the refining pass
+        refine=options.get("refine"),
     )(images)
     np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], atol=1e-6)
 
