@@ -1,9 +1,11 @@
 """The image sets choices are made on, and the command line the runners that score on them share.
 
-`component_choice` and `small_lesion_levers` score published models on the same sets: PH2
-validation, its stress sets (`ph2_tf.experiments.stress_sets`) and ISIC-select, the ISIC set for
-choosing (never ISIC-dev, which is for reporting once). Both take the same arguments, print the
-same header (command, provenance, sets) and write `output.txt` and `per_image.json` the same way.
+`component_choice`, `small_lesion_levers`, `multi_scale` and `threshold_choice` score published
+models on the same sets: PH2 validation, its stress sets (`ph2_tf.experiments.stress_sets`) and
+ISIC-select, the ISIC set for choosing (never ISIC-dev, which is for reporting once). They take
+the same arguments, print the same header (command, provenance, sets) and tables, and write
+`output.txt` and `per_image.json` the same way; the last three share their whole `main`
+(`score_published_versions`).
 """
 
 import argparse
