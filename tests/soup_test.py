@@ -118,20 +118,28 @@ def test_soup_command_mixes_runs_and_versions_and_export_records_it(ph2_dummy, t
 
 
 @pytest.mark.slow
-def test_a_version_with_folded_batch_norm_is_refused(ph2_dummy, tmp_path):
+def test_a_version_with_folded_batch_norm_is_unfolded_to_the_runs_function(ph2_dummy, tmp_path):
     run_dir, base_dir = tmp_path / "run", tmp_path / "saved_models"
     run_dir.mkdir()
-    build_model("segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125).save(
-        run_dir / BEST_MODEL_FILE
-    )
+    model = build_model("segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
+    model.save(run_dir / BEST_MODEL_FILE)
     TrainConfig(
         model="segnet", image_size=IMAGE_SIZE, width=0.125, data_dir=ph2_dummy.data_dir
     ).save(run_dir / CONFIG_FILE)
     args = ["--run-dir", str(run_dir), "--base-dir", str(base_dir), "--model-name", "segnet"]
     assert cli.main(["export", *args, "--if-better"]) in (0, None)
-    assert len(soup.load_ingredient(run_dir).weights) > 0
-    with pytest.raises(ValueError, match="exported with its BatchNorm folded"):
-        soup.load_ingredient(base_dir / "segnet" / "1")
+
+    version = soup.load_ingredient(base_dir / "segnet" / "1", data_dir=ph2_dummy.data_dir)
+
+    # Export folded the BatchNorm away; the ingredient has every weight of the run again, and
+    # the model they make computes what the run's model does.
+    run = soup.load_ingredient(run_dir)
+    assert [w.shape for w in version.weights] == [w.shape for w in run.weights]
+    rebuilt = build_model("segnet", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), width=0.125)
+    rebuilt.set_weights(version.weights)
+    images = np.random.default_rng(0).random((2, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+    np.testing.assert_allclose(rebuilt.predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-4)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +231,48 @@ def test_a_soup_chosen_on_a_selection_folder_scores_on_it_alone(tmp_path, capsys
     status = cli.main(["soup", *runs, "--out-dir", "x", "--selection-set", str(tmp_path)])
     error = capsys.readouterr().err
     assert status == 2 and f"--selection-set {tmp_path}: no images/ folder" in error
+
+
+def test_a_soup_scores_its_ingredients_with_the_serving_options_given(tmp_path, capsys):
+    # Empty masks again. A logit of -1 (probability 0.27) marks nothing at the default threshold
+    # 0.5 and everything at 0.2; the soup must see the second, as the served model would.
+    folder = tmp_path / "no_lesion"
+    rng = np.random.default_rng(0)
+    stress_sets.write_folder(
+        [Case("IMG0", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), np.zeros((20, 30)))],
+        folder,
+    )
+    config = TrainConfig(image_size=IMAGE_SIZE, width=0.125, data_dir=str(tmp_path / "no_data"))
+    runs = []
+    for logit, name in ((-1.0, "unsure"), (-5.0, "sure")):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        constant_model(logit).save(run_dir / BEST_MODEL_FILE)
+        config.save(run_dir / CONFIG_FILE)
+        runs.append(str(run_dir))
+    chosen_on = ["--selection-set", str(folder)]
+
+    status = cli.main(["soup", *runs, "--out-dir", str(tmp_path / "soup"), *chosen_on,
+                       "--threshold", "0.2", "--largest-component"])  # fmt: skip
+
+    assert status == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "soup" / soup.SOUP_FILE).read_text())
+    assert record["serving"] == {"threshold": 0.2, "largest_component": True, "refine": None}
+    # "sure" first; with "unsure" the mean logit is -3, still under the threshold.
+    assert [(s["added"], s["score"], s["soup_score"]) for s in record["steps"]] == [
+        (runs[1], 1.0, 1.0), (runs[0], 0.0, 1.0)
+    ]  # fmt: skip
+    assert cli.main(["soup", *runs, "--out-dir", str(tmp_path / "plain"), *chosen_on]) == 0
+    record = json.loads((tmp_path / "plain" / soup.SOUP_FILE).read_text())
+    assert record["serving"] == {"threshold": 0.5, "largest_component": False, "refine": None}
+    assert [s["score"] for s in record["steps"]] == [1.0, 1.0]
+
+
+def test_a_flag_that_contradicts_the_recipe_is_one_line(tmp_path, capsys):
+    status = cli.main(["soup", "--config", "configs/ph2_segnet.json", "--threshold", "0.3",
+                       "--out-dir", str(tmp_path / "soup")])  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert "--threshold 0.3 contradicts configs/ph2_segnet.json, whose export sets threshold" in err
+    assert not (tmp_path / "soup").exists()

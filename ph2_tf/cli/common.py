@@ -1,6 +1,7 @@
 """What the commands share: argument types, data arguments and the one-line error."""
 
 import argparse
+import json
 import re
 import sys
 
@@ -60,6 +61,74 @@ def add_data_args(parser):
     parser.add_argument(
         "--manual-dir", help="PH2 archive contents, used if the TFDS dataset is not prepared yet"
     )
+
+
+def add_serving_args(parser):
+    """Adds `--threshold`, `--largest-component` and `--refine`: what the serving graph does
+    after the model. Each defaults to None, "not given", so that a recipe can tell
+    (`apply_recipe_serving`)."""
+    parser.add_argument(
+        "--threshold", type=probability, help="mask threshold, in (0, 1) (default 0.5)"
+    )
+    parser.add_argument(
+        "--largest-component",
+        action="store_true",
+        default=None,
+        help="in every signature's `mask`, keep only the largest lesion and fill its holes, "
+        "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
+    )
+    parser.add_argument(
+        "--refine",
+        type=context,
+        help="a second pass of the model on a window around the lesion the first pass finds, "
+        "REFINE times the lesion's bounding box (>= 1), whose probabilities replace the first "
+        "pass's there (ph2_tf.serving.refinement; default: no second pass)",
+    )
+
+
+def apply_recipe_serving(args, recipe=None):
+    """Settles `add_serving_args`' options: from `recipe`'s export section, else the defaults.
+
+    Args:
+        args: the parsed arguments, with `config` (the recipe's path) and `model_name` when the
+            command has them; `model_name` is checked and set like the serving options.
+        recipe: None, or the `recipes.Recipe` loaded from `args.config`.
+
+    Returns:
+        The options as recorded in `metrics.json` and `soup.json`: `threshold`,
+        `largest_component` and `refine`.
+
+    Raises:
+        ValueError: a flag given explicitly contradicts the recipe, or the recipe's model name
+            is not one.
+    """
+    if recipe is None:
+        args.threshold = 0.5 if args.threshold is None else args.threshold
+        args.largest_component = bool(args.largest_component)
+    else:
+        chosen = recipe.export
+        fields = ["threshold", "largest_component", "refine"]
+        if hasattr(args, "model_name"):
+            fields.insert(0, "model_name")
+        for field in fields:
+            given, wanted = getattr(args, field), getattr(chosen, field)
+            if given is not None and given != wanted:
+                shown = "--" + field.replace("_", "-") + ("" if given is True else f" {given}")
+                raise ValueError(
+                    f"{shown} contradicts {args.config}, whose export sets {field} "
+                    f"{json.dumps(wanted)}; drop the flag or edit the recipe"
+                )
+            setattr(args, field, wanted)
+        if hasattr(args, "model_name"):
+            try:
+                model_name(args.model_name)
+            except argparse.ArgumentTypeError as error:
+                raise ValueError(f"{args.config}: export.model_name: {error}") from None
+    return {
+        "threshold": args.threshold,
+        "largest_component": args.largest_component,
+        "refine": args.refine,
+    }
 
 
 def fail(args, message, status=2):

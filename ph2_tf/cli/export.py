@@ -7,12 +7,12 @@ import pathlib
 
 from ph2_tf.cli.common import (
     add_data_args,
-    context,
+    add_serving_args,
+    apply_recipe_serving,
     fail,
     fail_on_data,
     model_name,
     positive_int,
-    probability,
     refuse_unused,
 )
 from ph2_tf.serving import versions
@@ -46,23 +46,7 @@ def add_parser(commands):
     export.add_argument(
         "--version", type=positive_int, help="version number, >= 1 (default: next free)"
     )
-    export.add_argument(
-        "--threshold", type=probability, help="mask threshold, in (0, 1) (default 0.5)"
-    )
-    export.add_argument(
-        "--largest-component",
-        action="store_true",
-        default=None,  # None: not given, so that --config can tell
-        help="in every signature's `mask`, keep only the largest lesion and fill its holes, "
-        "inside the graph (ph2_tf.serving.postprocessing; `probabilities` stay the model's)",
-    )
-    export.add_argument(
-        "--refine",
-        type=context,
-        help="a second pass of the model on a window around the lesion the first pass finds, "
-        "REFINE times the lesion's bounding box (>= 1), whose probabilities replace the first "
-        "pass's there (ph2_tf.serving.refinement; default: no second pass)",
-    )
+    add_serving_args(export)
     export.add_argument(
         "--serving-root",
         default=versions.DOCKER_SERVING_ROOT,
@@ -121,11 +105,11 @@ def run(args):
         if refused:
             return refused
     try:
-        recipe = _apply_recipe(args)
+        recipe, serving = _apply_recipe(args)
     except ValueError as error:
         return fail(args, error)
     if args.from_saved_model:
-        return _export_again(args)
+        return _export_again(args, serving)
 
     from ph2_tf.experiments import soup
     from ph2_tf.serving import export, publish
@@ -145,9 +129,7 @@ def run(args):
         base_dir=args.base_dir,
         model_name=args.model_name or cfg.model,
         image_size=cfg.image_size,
-        threshold=args.threshold,
-        largest_component=args.largest_component,
-        refine=args.refine,
+        **serving,
     )
     try:
         if args.if_better:
@@ -157,7 +139,7 @@ def run(args):
                 source["soup"] = json.loads(soup_record.read_text())
             path = publish.publish(
                 model,
-                source={**source, "serving": _serving_options(args)},
+                source={**source, "serving": serving},
                 serving_root=args.serving_root,
                 data_dir=args.data_dir or cfg.data_dir,
                 manual_dir=args.manual_dir or cfg.manual_dir,
@@ -176,55 +158,25 @@ def run(args):
     return 0
 
 
-def _serving_options(args):
-    """What the exported graph does after the model, as recorded in `metrics.json`."""
-    return {
-        "threshold": args.threshold,
-        "largest_component": args.largest_component,
-        "refine": args.refine,
-    }
-
-
 def _apply_recipe(args):
     """Sets the model name and serving options: from `--config`'s recipe, else the defaults.
 
     Returns:
-        The `Recipe`, or None without `--config`.
+        `(recipe, serving)`: the `Recipe`, or None without `--config`, and the serving options
+        as `metrics.json` records them.
 
     Raises:
         ValueError: the recipe is invalid, or a flag given explicitly contradicts it.
     """
-    if args.config is None:
-        args.threshold = 0.5 if args.threshold is None else args.threshold
-        args.largest_component = bool(args.largest_component)
-        return None
-    from ph2_tf.training import recipes
+    recipe = None
+    if args.config is not None:
+        from ph2_tf.training import recipes
 
-    recipe = recipes.load(args.config)
-    chosen = recipe.export
-    for field, given, shown in (
-        ("model_name", args.model_name, f"--model-name {args.model_name}"),
-        ("threshold", args.threshold, f"--threshold {args.threshold}"),
-        ("largest_component", args.largest_component, "--largest-component"),
-        ("refine", args.refine, f"--refine {args.refine}"),
-    ):
-        wanted = getattr(chosen, field)
-        if given is not None and given != wanted:
-            raise ValueError(
-                f"{shown} contradicts {args.config}, whose export sets {field} "
-                f"{json.dumps(wanted)}; drop the flag or edit the recipe"
-            )
-    try:
-        args.model_name = model_name(chosen.model_name)
-    except argparse.ArgumentTypeError as error:
-        raise ValueError(f"{args.config}: export.model_name: {error}") from None
-    args.threshold = chosen.threshold
-    args.largest_component = chosen.largest_component
-    args.refine = chosen.refine
-    return recipe
+        recipe = recipes.load(args.config)
+    return recipe, apply_recipe_serving(args, recipe)
 
 
-def _export_again(args):
+def _export_again(args, serving):
     """`export --from-saved-model`: a published version, exported anew as the next version."""
     from ph2_tf.serving import publish
     from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
@@ -241,16 +193,14 @@ def _export_again(args):
         model, source = publish.load_published_model(version_dir)
     except (OSError, ValueError) as error:
         return fail(args, error)
-    source = {**source, "exported_again_from": str(version_dir), "serving": _serving_options(args)}
+    source = {**source, "exported_again_from": str(version_dir), "serving": serving}
     common = dict(
         model=model,
         base_dir=args.base_dir,
         model_name=name,
         image_size=source["config"]["image_size"],
         source=source,
-        threshold=args.threshold,
-        largest_component=args.largest_component,
-        refine=args.refine,
+        **serving,
         serving_root=args.serving_root,
         data_dir=args.data_dir or source["config"].get("data_dir"),
         manual_dir=args.manual_dir or source["config"].get("manual_dir"),

@@ -4,7 +4,13 @@ import json
 import pathlib
 import sys
 
-from ph2_tf.cli.common import add_data_args, fail, fail_on_data
+from ph2_tf.cli.common import (
+    add_data_args,
+    add_serving_args,
+    apply_recipe_serving,
+    fail,
+    fail_on_data,
+)
 
 
 def add_parser(commands):
@@ -13,9 +19,10 @@ def add_parser(commands):
         "soup",
         help="average the weights of runs fine-tuned from one checkpoint (greedy soup)",
         description="Scores each ingredient and each growing mean of their weights as "
-        "`export --if-better` would (through the serving signature on PH2 validation), keeps "
-        "the ingredients that do not lower it, best first, and writes the mean as a run "
-        "directory for `export`. See ph2_tf/experiments/soup.py.",
+        "`export --if-better` would (through the serving signature, with the serving options "
+        "given or the recipe's, on PH2 validation or --selection-set), keeps the ingredients "
+        "that do not lower it, best first, and writes the mean as a run directory for "
+        "`export`. See ph2_tf/experiments/soup.py.",
     )
     soup.add_argument(
         "ingredients",
@@ -28,7 +35,7 @@ def add_parser(commands):
     recipe.add_argument(
         "--config",
         help="a recipe file: the ingredients are every run of its soup's stages, which must "
-        "have finished training",
+        "have finished training, scored with its export section's serving options",
     )
     recipe.add_argument(
         "--runs-root", help="with --config: where `train --config` wrote the runs (default runs)"
@@ -39,6 +46,7 @@ def add_parser(commands):
         "validation, e.g. ../shared/external/isic2017-select; publish the soup with `export "
         "--if-better --selection-set` on the same folder",
     )
+    add_serving_args(soup)
     add_data_args(soup)
 
 
@@ -50,6 +58,7 @@ def run(args):
         --out-dir, or missing PH2 data; 1 when the PH2 data cannot be read.
     """
     from ph2_tf.experiments import soup
+    from ph2_tf.training import recipes
     from tfds_ph2.ph2 import Ph2DataError, Ph2FileNotFoundError
 
     if args.selection_set is not None and not pathlib.Path(args.selection_set, "images").is_dir():
@@ -60,6 +69,7 @@ def run(args):
         if not args.ingredients:
             return fail(args, "give the ingredients' directories, or a recipe with --config")
         ingredients = args.ingredients
+        serving = apply_recipe_serving(args)
     else:
         if args.ingredients:
             return fail(
@@ -68,7 +78,9 @@ def run(args):
                 "give one or the other",
             )
         try:
-            ingredients = _recipe_ingredients(args.config, args.runs_root)
+            recipe = recipes.load(args.config)
+            serving = apply_recipe_serving(args, recipe)
+            ingredients = _recipe_ingredients(recipe, args.runs_root)
         except ValueError as error:
             return fail(args, error)
     try:
@@ -78,6 +90,7 @@ def run(args):
             data_dir=args.data_dir,
             manual_dir=args.manual_dir,
             selection_dir=args.selection_set,
+            serving=serving,
             log=lambda line: print(line, file=sys.stderr),
         )
     except (Ph2DataError, Ph2FileNotFoundError) as error:
@@ -93,11 +106,10 @@ def run(args):
     return 0
 
 
-def _recipe_ingredients(config, runs_root):
+def _recipe_ingredients(recipe, runs_root):
     """The run directories of a recipe's soup stages, each checked to have finished."""
     from ph2_tf.training import recipes
 
-    recipe = recipes.load(config)
     runs_root = runs_root or recipes.DEFAULT_RUNS_ROOT
     paths = recipes.soup_run_dirs(recipe, runs_root)  # refuses a recipe without a soup
     for stage in recipe.soup.ingredients:

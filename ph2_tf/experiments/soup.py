@@ -58,21 +58,24 @@ class Ingredient:
     weights: list
 
 
-def load_ingredient(path):
+def load_ingredient(path, *, data_dir=None, manual_dir=None):
     """Reads a run directory (`best.keras`, `config.json`) or a published SavedModel version.
 
-    A published version is rebuilt with `publish.load_published_model`. One exported with its
-    BatchNorm folded into the convolutions (`ph2_tf.serving.folding`, as `export` writes SegNet)
-    no longer has the weights a soup averages, and is refused.
+    A published version is rebuilt as `train --init-from` rebuilds it
+    (`train.trainable_twin`): one exported with its BatchNorm folded into the
+    convolutions, as every export now writes, is unfolded with statistics measured on PH2
+    train, which are the statistics the runs fine-tuned from it started with.
 
     Args:
         path: a directory written by `train`, or a `saved_models/<name>/<version>` directory.
+        data_dir: TFDS data directory, to unfold a folded version (default: its recorded one).
+        manual_dir: PH2 manual directory, likewise.
 
     Returns:
         An `Ingredient`.
 
     Raises:
-        ValueError: the directory is neither, or a version with its BatchNorm folded.
+        ValueError: the directory is neither, or a version that cannot be rebuilt.
     """
     path = Path(path)
     if (path / BEST_MODEL_FILE).exists():
@@ -81,15 +84,14 @@ def load_ingredient(path):
     elif (path / "saved_model.pb").exists():
         from ph2_tf.serving import publish  # reads a SavedModel: TensorFlow
 
-        model, source = publish.load_published_model(path)
+        published, source = publish.load_published_model(path)
         config = source["config"]
-        unfolded = train.build_configured_model(SimpleNamespace(**config))
-        if len(model.weights) != len(unfolded.weights):
-            raise ValueError(
-                f"{str(path)!r} was exported with its BatchNorm folded into the convolutions; "
-                "a soup averages unfolded weights: use the run directory it came from, or a "
-                "version exported before folding"
-            )
+        data = {"data_dir": data_dir or config.get("data_dir"),
+                "manual_dir": manual_dir or config.get("manual_dir")}  # fmt: skip
+        try:
+            model = train.trainable_twin(published, SimpleNamespace(**{**config, **data}))
+        except ValueError as error:
+            raise ValueError(f"{str(path)!r}: {error}") from None
     else:
         raise ValueError(
             f"{str(path)!r} is neither a run directory (no {BEST_MODEL_FILE}) nor a "
@@ -179,14 +181,23 @@ def greedy_soup(ingredients, score):
     return soup, steps
 
 
-def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, selection_dir=None, log=print):
+def make_soup(
+    paths,
+    out_dir,
+    *,
+    data_dir=None,
+    manual_dir=None,
+    selection_dir=None,
+    serving=None,
+    log=print,
+):
     """Chooses a greedy soup on PH2 validation, or on a selection folder, and writes it as a
     run directory.
 
-    Every candidate is scored as `export --if-better` would score it: exported, and measured
-    through its serving signature at original size, on the validation split or, with
-    `selection_dir`, on that folder (the selection signal of `export --if-better
-    --selection-set`, which then checks PH2 validation for a loss).
+    Every candidate is scored as `export --if-better` would score it: exported with the serving
+    options it will be published with, and measured through its serving signature at original
+    size, on the validation split or, with `selection_dir`, on that folder (the selection signal
+    of `export --if-better --selection-set`, which then checks PH2 validation for a loss).
 
     Args:
         paths: run directories and published versions (see `load_ingredient`).
@@ -197,11 +208,14 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, selection_dir=N
         manual_dir: PH2 manual directory.
         selection_dir: None, or an ISIC-layout folder to choose on instead of PH2 validation,
             such as `../shared/external/isic2017-select`.
+        serving: what the serving graph does after the model, as `export` takes it: a dict
+            with `threshold`, `largest_component` and `refine` (default: threshold 0.5, no
+            post-processing). A recipe's export section gives the served ones.
         log: function receiving one line of text per step.
 
     Returns:
         The `soup.json` contents: with `validation_jaccard`, or with `selection_set` and
-        `selection_jaccard` when chosen on a folder.
+        `selection_jaccard` when chosen on a folder, and the `serving` options it scored with.
 
     Raises:
         ValueError: `out_dir` exists, the ingredients cannot be read or mixed, or
@@ -218,17 +232,26 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, selection_dir=N
         cases = external.folder_cases(selection_dir)
         if not cases:
             raise ValueError(f"selection set {selection_dir}: no images with their masks")
-    ingredients = [load_ingredient(path) for path in paths]
+    ingredients = [
+        load_ingredient(path, data_dir=data_dir, manual_dir=manual_dir) for path in paths
+    ]
     # Checked before the minutes of scoring: any of them may turn out the best.
     run_configs = {ingredient.path: _run_config(ingredient, out_dir) for ingredient in ingredients}
     config = ingredients[0].config
     model = train.build_configured_model(SimpleNamespace(**config))
     data_dir = data_dir or config.get("data_dir")
 
+    serving = {"threshold": 0.5, "largest_component": False, "refine": None, **(serving or {})}
+
     def score(weights):
         model.set_weights(weights)
         return publish.candidate_score(
-            model, config["image_size"], data_dir=data_dir, manual_dir=manual_dir, cases=cases
+            model,
+            config["image_size"],
+            **serving,
+            data_dir=data_dir,
+            manual_dir=manual_dir,
+            cases=cases,
         )
 
     soup, steps = greedy_soup(ingredients, score)
@@ -243,6 +266,7 @@ def make_soup(paths, out_dir, *, data_dir=None, manual_dir=None, selection_dir=N
         "selection": f"{chosen_on} {publish.SELECTION_METRIC} through the serving signature, "
         "at original size",
         **({} if cases is None else {"selection_set": str(selection_dir)}),
+        "serving": serving,
         "ingredients": [ingredient.path for ingredient in soup],
         score_key: [step["soup_score"] for step in steps if step["kept"]][-1],
         "steps": steps,

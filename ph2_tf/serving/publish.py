@@ -179,7 +179,15 @@ def publishing_decision(candidate, served):
 
 
 def candidate_score(
-    model, image_size, *, threshold=0.5, data_dir=None, manual_dir=None, cases=None
+    model,
+    image_size,
+    *,
+    threshold=0.5,
+    largest_component=False,
+    refine=None,
+    data_dir=None,
+    manual_dir=None,
+    cases=None,
 ):
     """`selection_score` of a Keras model, exported to a scratch directory for the purpose.
 
@@ -187,6 +195,8 @@ def candidate_score(
         model: the Keras model (float32 images in [0, 1] -> logits).
         image_size: the model's training size.
         threshold: probability at or above which the signature's `mask` is 1.
+        largest_component: the `mask` keeps only the largest lesion, its holes filled.
+        refine: None, or the refining second pass's context (`export --refine`).
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
         cases: None, or the `external.Case`s of a selection folder to score on instead of PH2
@@ -200,7 +210,9 @@ def candidate_score(
 
     with tempfile.TemporaryDirectory() as scratch:
         version_dir = Path(scratch) / "candidate"
-        export.write_saved_model(model, version_dir, image_size, threshold)
+        export.write_saved_model(
+            model, version_dir, image_size, threshold, largest_component, refine
+        )
         if cases is None:
             return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
         predict = scoring.signature_predictor(_signature(version_dir), "mask")

@@ -108,6 +108,9 @@ def build_and_compile(cfg):
     return model
 
 
+DIFFERENT_MODEL = "holds a different model from the configured one"
+
+
 def _load_initial_weights(model, cfg):
     """Copies the weights of the model `cfg.init_from` names into `model`, which must match it.
 
@@ -116,11 +119,19 @@ def _load_initial_weights(model, cfg):
             holds another architecture.
     """
     path = cfg.init_from
-    saved = (
-        _published_model(pathlib.Path(path), cfg)
-        if pathlib.Path(path).is_dir()
-        else runs.load_keras_model(path)
-    )
+    if pathlib.Path(path).is_dir():
+        from ph2_tf.serving import publish  # reads a SavedModel: TensorFlow
+
+        try:
+            published, _ = publish.load_published_model(path)
+        except (OSError, ValueError) as error:
+            raise runs.RunDirError(f"init_from {str(path)!r}: {error}") from None
+        try:
+            saved = trainable_twin(published, cfg)
+        except ValueError as error:
+            raise runs.RunDirError(f"init_from {str(path)!r} {DIFFERENT_MODEL}: {error}") from None
+    else:
+        saved = runs.load_keras_model(path)
     mismatch = [
         f"{ours.path} {tuple(ours.shape)} against {tuple(theirs.shape)}"
         for ours, theirs in zip(model.weights, saved.weights, strict=False)
@@ -128,34 +139,40 @@ def _load_initial_weights(model, cfg):
     ]
     if len(model.weights) != len(saved.weights) or mismatch:
         raise runs.RunDirError(
-            f"init_from {str(path)!r} holds a different model from the configured one: "
+            f"init_from {str(path)!r} {DIFFERENT_MODEL}: "
             f"{len(saved.weights)} weights against {len(model.weights)}"
             + (f"; first mismatch: {mismatch[0]}" if mismatch else "")
         )
     model.set_weights(saved.get_weights())
 
 
-def _published_model(version_dir, cfg):
-    """A published version as a trainable model of `cfg`'s architecture, BatchNorm unfolded."""
-    from ph2_tf.serving import folding, publish  # reads a SavedModel: TensorFlow
+def trainable_twin(published, cfg):
+    """A published model as a trainable model of `cfg`'s architecture.
 
-    try:
-        published, _ = publish.load_published_model(version_dir)
-    except (OSError, ValueError) as error:
-        raise runs.RunDirError(f"init_from {str(version_dir)!r}: {error}") from None
+    A version exported with its BatchNorm folded into the convolutions (every export since
+    folding) is unfolded, with statistics measured on PH2 train (`cfg.data_dir`,
+    `cfg.manual_dir`); see `ph2_tf.serving.folding.unfold_batch_normalization`. Unfolding is
+    deterministic, so every run started from a version starts from the same weights.
+
+    Args:
+        published: the model `publish.load_published_model` rebuilt from a version.
+        cfg: the architecture and data fields of a `TrainConfig` (any object with them).
+
+    Returns:
+        `published` itself when it was exported unfolded, else its unfolded twin.
+
+    Raises:
+        ValueError: `published` is not a folded model of `cfg`'s architecture.
+    """
+    from ph2_tf.serving import folding  # TensorFlow
+
     trainable = build_configured_model(cfg)
     if len(published.weights) == len(trainable.weights):
         return published
     images, _, _ = arrays.load_arrays(
         "train", cfg.image_size, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir
     )
-    try:
-        return folding.unfold_batch_normalization(published, trainable, images)
-    except ValueError as error:
-        raise runs.RunDirError(
-            f"init_from {str(version_dir)!r} holds a different model from the configured one: "
-            f"{error}"
-        ) from None
+    return folding.unfold_batch_normalization(published, trainable, images)
 
 
 def _build_training_state(model, image_size):
