@@ -52,6 +52,22 @@ def test_greedy_soup_adds_best_first_and_leaves_out_what_lowers_the_score():
     assert steps[2]["score"] == -9.0
 
 
+def test_uniform_soup_keeps_every_ingredient_and_scores_only_their_mean():
+    ingredients = [ingredient("far", [10.0]), ingredient("low", [0.0]), ingredient("high", [2.0])]
+    scored = []
+
+    def score(weights):
+        scored.append(float(weights[0][0]))
+        return -abs(float(weights[0][0]) - 1.0)
+
+    kept, steps = soup.uniform_soup(ingredients, score)
+
+    assert kept == ingredients and scored == [4.0]
+    assert steps == [{"added": ["far", "low", "high"], "soup_score": -3.0, "kept": True}]
+    with pytest.raises(ValueError, match="'d' has 2 weights"):
+        soup.uniform_soup([ingredients[0], ingredient("d", [1.0], [2.0])], score)
+
+
 def test_check_compatible_names_the_ingredient_that_differs():
     base = ingredient("a", [1.0])
     wider = soup.Ingredient("b", {**base.config, "width": 0.5}, [np.array([1.0])])
@@ -228,6 +244,17 @@ def test_a_soup_chosen_on_a_selection_folder_scores_on_it_alone(tmp_path, capsys
     assert record["selection_set"] == str(folder) and "validation_jaccard" not in record
     assert record["selection"].startswith("no_lesion jaccard through the serving signature")
     assert [step["soup_score"] for step in record["steps"]] == [1.0, 0.0]
+    # The uniform soup keeps both, and is their mean's score alone.
+    uniform_dir = tmp_path / "uniform"
+    status = cli.main(["soup", *runs, "--out-dir", str(uniform_dir), "--selection-set",
+                       str(folder), "--uniform"])  # fmt: skip
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert printed["ingredients"] == runs and printed["selection_jaccard"] == 0.0
+    record = json.loads((uniform_dir / soup.SOUP_FILE).read_text())
+    assert record["method"].startswith("uniform soup") and len(record["steps"]) == 1
+    model, _ = load_trained(uniform_dir)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.layers[-1].bias), [14.5])
     status = cli.main(["soup", *runs, "--out-dir", "x", "--selection-set", str(tmp_path)])
     error = capsys.readouterr().err
     assert status == 2 and f"--selection-set {tmp_path}: no images/ folder" in error

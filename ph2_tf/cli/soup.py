@@ -1,4 +1,4 @@
-"""`soup`: a greedy weight soup of runs fine-tuned from one checkpoint."""
+"""`soup`: a greedy or uniform weight soup of runs fine-tuned from one checkpoint."""
 
 import json
 import pathlib
@@ -17,7 +17,7 @@ def add_parser(commands):
     """Adds the `soup` command to `commands`, the parent parser's subparsers."""
     soup = commands.add_parser(
         "soup",
-        help="average the weights of runs fine-tuned from one checkpoint (greedy soup)",
+        help="average the weights of runs fine-tuned from one checkpoint (greedy or uniform soup)",
         description="Scores each ingredient and each growing mean of their weights as "
         "`export --if-better` would (through the serving signature, with the serving options "
         "given or the recipe's, on PH2 validation or --selection-set), keeps the ingredients "
@@ -45,6 +45,13 @@ def add_parser(commands):
         help="an ISIC-layout folder (images/, masks/) to choose the ingredients on instead of PH2 "
         "validation, e.g. ../shared/external/isic2017-select; publish the soup with `export "
         "--if-better --selection-set` on the same folder",
+    )
+    soup.add_argument(
+        "--uniform",
+        action="store_true",
+        help="the mean of every ingredient, scored once (Wortsman et al.'s uniform soup), "
+        "instead of the greedy choice: for ingredients fixed in advance, such as every seed of "
+        "a recipe, so that the selection set measures the soup rather than chooses it",
     )
     add_serving_args(soup)
     add_data_args(soup)
@@ -91,6 +98,7 @@ def run(args):
             manual_dir=args.manual_dir,
             selection_dir=args.selection_set,
             serving=serving,
+            method="uniform" if args.uniform else "greedy",
             log=lambda line: print(line, file=sys.stderr),
         )
     except (Ph2DataError, Ph2FileNotFoundError) as error:

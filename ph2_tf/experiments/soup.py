@@ -8,7 +8,9 @@ means about as accurate as the best run on the data it was trained for, and more
 distribution shift.
 
 `greedy_soup` follows their greedy recipe: ingredients in order of their own validation score,
-each kept only if the soup's validation score does not fall with it. `make_soup` scores through
+each kept only if the soup's validation score does not fall with it. `uniform_soup` is their
+uniform recipe, the mean of every ingredient, which chooses nothing: its score on the selection
+set is one measurement, not the best of several. `make_soup` scores through
 the serving signature as `export --if-better` does, on PH2 validation or on a selection folder
 (`--selection-set`, such as ISIC-select: images from other clinics, which PH2 validation cannot
 stand for), and writes a run directory that `export` takes like a trained run.
@@ -181,6 +183,35 @@ def greedy_soup(ingredients, score):
     return soup, steps
 
 
+def uniform_soup(ingredients, score):
+    """Wortsman et al.'s uniform soup: the mean of every ingredient, scored once.
+
+    Nothing is chosen, so the score is one measurement rather than the best of several on the
+    same images: the soup to publish by a rule that compares a gain with its noise, when the
+    ingredients were fixed before scoring (the served version and every seed of one recipe).
+
+    Args:
+        ingredients: compatible `Ingredient`s.
+        score: function from a list of weights to the validation score.
+
+    Returns:
+        `(ingredients, steps)`: all of them, and one step with every path `added` and the
+        mean's `soup_score`.
+    """
+    check_compatible(ingredients)
+    mean_score = score(average([ingredient.weights for ingredient in ingredients]))
+    paths = [ingredient.path for ingredient in ingredients]
+    return list(ingredients), [{"added": paths, "soup_score": mean_score, "kept": True}]
+
+
+# Each method's function and the description soup.json records.
+_BATCH_NORM = "; BatchNorm statistics averaged"
+METHODS = {
+    "greedy": (greedy_soup, "greedy soup (Wortsman et al., 2022)" + _BATCH_NORM),
+    "uniform": (uniform_soup, "uniform soup (Wortsman et al., 2022)" + _BATCH_NORM),
+}
+
+
 def make_soup(
     paths,
     out_dir,
@@ -189,10 +220,11 @@ def make_soup(
     manual_dir=None,
     selection_dir=None,
     serving=None,
+    method="greedy",
     log=print,
 ):
-    """Chooses a greedy soup on PH2 validation, or on a selection folder, and writes it as a
-    run directory.
+    """Makes a greedy or uniform soup, scored on PH2 validation or on a selection folder, and
+    writes it as a run directory.
 
     Every candidate is scored as `export --if-better` would score it: exported with the serving
     options it will be published with, and measured through its serving signature at original
@@ -202,7 +234,8 @@ def make_soup(
     Args:
         paths: run directories and published versions (see `load_ingredient`).
         out_dir: the new run directory; must not exist yet. Gets `best.keras`, `config.json`
-            (the best ingredient's, for the architecture) and `soup.json` (the ingredients,
+            (the best ingredient's, or a uniform soup's first, for the architecture) and
+            `soup.json` (the ingredients,
             every score and decision, and provenance).
         data_dir: TFDS data directory (default: the first ingredient's).
         manual_dir: PH2 manual directory.
@@ -211,6 +244,7 @@ def make_soup(
         serving: what the serving graph does after the model, as `export` takes it: a dict
             with `threshold`, `largest_component` and `refine` (default: threshold 0.5, no
             post-processing). A recipe's export section gives the served ones.
+        method: "greedy" (`greedy_soup`) or "uniform" (`uniform_soup`).
         log: function receiving one line of text per step.
 
     Returns:
@@ -254,15 +288,19 @@ def make_soup(
             cases=cases,
         )
 
-    soup, steps = greedy_soup(ingredients, score)
+    make, description = METHODS[method]
+    soup, steps = make(ingredients, score)
     for step in steps:
+        if method == "uniform":
+            log(f"mean of all {len(soup)} ingredients: {step['soup_score']:.4f}")
+            continue
         verdict = "kept" if step["kept"] else "left out"
         log(f"{step['added']}: alone {step['score']:.4f}, soup {step['soup_score']:.4f}, {verdict}")
     model.set_weights(average([ingredient.weights for ingredient in soup]))
     chosen_on = publish.SELECTION_SPLIT if cases is None else Path(selection_dir).name
     score_key = "validation_jaccard" if cases is None else "selection_jaccard"
     record = {
-        "method": "greedy soup (Wortsman et al., 2022); BatchNorm statistics averaged",
+        "method": description,
         "selection": f"{chosen_on} {publish.SELECTION_METRIC} through the serving signature, "
         "at original size",
         **({} if cases is None else {"selection_set": str(selection_dir)}),
