@@ -480,7 +480,9 @@ def test_validation_sees_the_moving_average_and_training_gets_its_weights_back_e
         np.testing.assert_array_equal(variable.numpy(), raw, err_msg=variable.path)
 
 
-def test_init_from_a_published_segnet_unfolds_its_batch_norm(ph2_dummy, tmp_path):
+# 64: a run that goes on at another size than the version was trained at.
+@pytest.mark.parametrize("run_size", [32, 64])
+def test_init_from_a_published_segnet_unfolds_its_batch_norm(run_size, ph2_dummy, tmp_path):
     from folding_test import randomise_batch_norm
 
     from ph2_tf.serving import export, publish
@@ -494,11 +496,15 @@ def test_init_from_a_published_segnet_unfolds_its_batch_norm(ph2_dummy, tmp_path
     (version_dir / publish.METRICS_FILE).write_text(json.dumps({"source": source}))
 
     train.set_seeds(2)
-    warm = train.build_and_compile(dataclasses.replace(config, init_from=str(version_dir)))
+    run_config = dataclasses.replace(config, image_size=run_size, init_from=str(version_dir))
+    warm = train.build_and_compile(run_config)
 
-    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    assert warm.input_shape[1] == run_size
     assert len(warm.weights) == len(trained.weights)  # BatchNorm back, to train
-    np.testing.assert_allclose(warm(images), trained(images), rtol=1e-4, atol=1e-4)
+    at_published_size = train.build_configured_model(config)
+    at_published_size.set_weights(warm.get_weights())
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(at_published_size(images), trained(images), rtol=1e-4, atol=1e-4)
 
 
 def test_init_from_a_published_version_of_another_model_is_refused(tmp_path):

@@ -155,8 +155,10 @@ def trainable_twin(published, cfg):
     deterministic, so every run started from a version starts from the same weights.
 
     Args:
-        published: the model `publish.load_published_model` rebuilt from a version.
-        cfg: the architecture and data fields of a `TrainConfig` (any object with them).
+        published: the model `publish.load_published_model` rebuilt from a version, at the
+            training size it records.
+        cfg: the architecture and data fields of a `TrainConfig` (any object with them); its
+            `image_size` may differ from the version's.
 
     Returns:
         `published` itself when it was exported unfolded, else its unfolded twin.
@@ -169,8 +171,10 @@ def trainable_twin(published, cfg):
     trainable = build_configured_model(cfg)
     if len(published.weights) == len(trainable.weights):
         return published
+    # Measured at the size the version was trained at, which its rebuilt input has, so that a
+    # run may go on at another size (`--image-size`) from the same weights.
     images, _, _ = arrays.load_arrays(
-        "train", cfg.image_size, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir
+        "train", published.input_shape[1], data_dir=cfg.data_dir, manual_dir=cfg.manual_dir
     )
     return folding.unfold_batch_normalization(published, trainable, images)
 
