@@ -74,6 +74,9 @@ def test_publishes_only_a_better_model_unless_forced(ph2_dummy, tmp_path):
         "not published (against served version 2, chosen on ph2_validation: selection gain -"
         in lines[-1]
     )
+    # The refusal states every set's gain and standard error, as a publication records them.
+    lost = second_metrics["splits"]["validation"]["metrics"]["jaccard"]
+    assert f"gains ph2_validation {-lost:+.4f} ± " in lines[-1]
     forced = publish_model(background, "worse, forced", base_dir, ph2_dummy, lines, force=True)
     assert forced == base_dir / "ph2_unet" / "3" and "forced" in lines[-1]
 

@@ -443,7 +443,15 @@ def publish(
             )
             if not decision.publish and not force:
                 write_served_files(base_dir, model_name, serving_root)
-                log(f"{what} not published ({reason}; publish anyway with --force-export)")
+                # Every set's gain, not only the failing one: a refusal is a result too.
+                gains = ", ".join(
+                    f"{name} {g['gain']:+.4f} ± {g['standard_error']:.4f}"
+                    for name, g in record["gains"].items()
+                )
+                log(
+                    f"{what} not published ({reason}; gains {gains}; publish anyway with "
+                    "--force-export)"
+                )
                 return None
             reason += ", published because forced" if not decision.publish else ""
             source = {**source, "publishing": record}
