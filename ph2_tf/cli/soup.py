@@ -21,8 +21,8 @@ def add_parser(commands):
         description="Scores each ingredient and each growing mean of their weights as "
         "`export --if-better` would (through the serving signature, with the serving options "
         "given or the recipe's, on PH2 validation or --selection-set), keeps the ingredients "
-        "that do not lower it, best first, and writes the mean as a run directory for "
-        "`export`. See ph2_tf/experiments/soup.py.",
+        "that do not lower it, best first (with --uniform: every ingredient, scored once), and "
+        "writes the mean as a run directory for `export`. See ph2_tf/experiments/soup.py.",
     )
     soup.add_argument(
         "ingredients",
