@@ -4,6 +4,7 @@ errors.
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from ph2_tf.data import arrays
 from ph2_tf.data.augmentation import AUGMENTATIONS, Augmentation, augment_batch, get_augmentation
@@ -159,10 +160,45 @@ def test_ink_rings_the_lesion_in_a_dark_colour_and_leaves_the_mask():
         assert lesion[changed].mean() < 0.5
 
 
-def test_artefact_probabilities_set_how_often_they_appear():
+def test_a_ruler_is_a_long_thin_dark_bar_off_the_lesion_and_leaves_the_mask():
+    image, mask = lesion_example(96)
+    image[...] = 0.8  # light skin everywhere, so the ruler shows as darkening
+    lesion = mask[..., 0] > 0
+    for seed in range(20):
+        new_image, new_mask = Augmentation(ruler=1.0)(image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(new_mask, mask)
+        np.testing.assert_array_equal(new_image[lesion], image[lesion])
+        changed = np.any(np.abs(new_image - image) > 1e-3, axis=-1)
+        assert np.all(new_image[changed] < image[changed]) and new_image.min() < 0.5
+        # Long (its bar is 30-70 % of the side, most of it inside) and thin (ticks and bar
+        # cover a small part of the frame).
+        rows, cols = np.nonzero(changed)
+        assert np.hypot(np.ptp(rows), np.ptp(cols)) > 0.15 * 96
+        assert changed.mean() < 0.1
+
+
+def test_hair_crosses_the_lesion_in_thin_dark_strands_and_leaves_the_mask():
+    image, mask = lesion_example(96)
+    image[...] = 0.8
+    lesion = mask[..., 0] > 0
+    on_lesion = 0
+    for seed in range(20):
+        new_image, new_mask = Augmentation(hair=1.0)(image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(new_mask, mask)
+        changed = np.any(np.abs(new_image - image) > 1e-3, axis=-1)
+        assert changed.any() and changed.mean() < 0.5
+        assert np.all(new_image[changed] < image[changed]) and new_image.min() < 0.6
+        # Thin: most changed pixels lie next to unchanged skin, even where strands cross.
+        assert np.median(ndimage.distance_transform_cdt(changed)) <= 1
+        on_lesion += changed[lesion].any()
+    assert on_lesion > 10
+
+
+@pytest.mark.parametrize("artefact", ["sticker", "ink", "ruler", "hair"])
+def test_artefact_probabilities_set_how_often_they_appear(artefact):
     image, mask = lesion_example(96)
     for probability, expected in ((0.0, 0), (0.3, range(20, 41)), (1.0, 100)):
-        augment = Augmentation(sticker=probability)
+        augment = Augmentation(**{artefact: probability})
         changed = sum(
             not np.array_equal(augment(image, mask, np.random.default_rng(seed))[0], image)
             for seed in range(100)
@@ -192,6 +228,8 @@ def test_same_generator_seed_same_result_other_seed_other_result():
         ({"sticker": 1.5}, r"sticker must be a probability in \[0, 1\], received 1.5"),
         ({"ink": -0.1}, "ink must be a probability"),
         ({"ink": True}, "ink must be a probability"),
+        ({"ruler": 2}, r"ruler must be a probability in \[0, 1\], received 2"),
+        ({"hair": -0.5}, "hair must be a probability"),
     ],
 )
 def test_invalid_strengths_are_refused(kwargs, message):

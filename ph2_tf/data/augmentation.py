@@ -6,7 +6,8 @@ calls it through `tf.numpy_function`, the numpy pipeline (`ph2_tf.data.arrays.Ba
 
 What it aims at is images from other clinics and cameras: other framings (geometric: the eight
 symmetries of the square, small rotations, zoom), other things in the frame (artefacts: colour
-calibration stickers beside the lesion, skin-marker ink circling it or marking the skin), other
+calibration stickers beside the lesion, skin-marker ink circling it or marking the skin, rulers
+printed on the dermoscope's contact plate, thick dark hair), other
 optics and white balance (photometric: brightness, contrast, saturation, hue, gamma, blur, a
 per-channel colour cast, dark corners). The named presets in `AUGMENTATIONS` are what
 `--augment` accepts and what `results/augmentation/` measured. Masks follow the geometric
@@ -54,6 +55,11 @@ class Augmentation:
             photometric ones, which then change its colour as the skin's.
         ink: probability of skin-marker ink: a partly open ring around the lesion, sometimes
             with a few short strokes beside it, in purple, blue or black.
+        ruler: probability of a millimetre ruler: a thin dark bar with ticks along one side,
+            every fifth longer, at a random angle, where it covers no lesion (none if 20 random
+            places all would).
+        hair: probability of dark hair: 5-40 thin curved strands anywhere, the lesion
+            included (the mask keeps the lesion under them, as an annotator draws it).
 
     Example:
 
@@ -76,6 +82,8 @@ class Augmentation:
     vignette: float = 0.0
     sticker: float = 0.0
     ink: float = 0.0
+    ruler: float = 0.0
+    hair: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -150,6 +158,10 @@ class Augmentation:
             image = _add_sticker(image, lesion, rng)
         if self.ink and rng.uniform() < self.ink:
             image = _add_ink(image, lesion, rng)
+        if self.ruler and rng.uniform() < self.ruler:
+            image = _add_ruler(image, lesion, rng)
+        if self.hair and rng.uniform() < self.hair:
+            image = _add_hair(image, rng)
         return image
 
     def _photometric(self, image, rng):
@@ -262,6 +274,72 @@ def _add_ink(image, lesion, rng):
     return _paint(image, opacity * alpha, colour)
 
 
+def _stroke_alpha(points, width, size):
+    """Opacity `(size, size)` of strokes `width` pixels wide through `points` (`(N, 2)`, row and
+    column, sampled at most half a pixel apart), soft by one pixel at the edges."""
+    pixels = np.round(points).astype(int)
+    pixels = pixels[np.all((pixels >= 0) & (pixels < size), axis=1)]
+    centre_line = np.ones((size, size), bool)
+    centre_line[pixels[:, 0], pixels[:, 1]] = False
+    if centre_line.all():
+        return np.zeros((size, size), "float32")
+    distance = ndimage.distance_transform_edt(centre_line)
+    return np.clip(width / 2 + 0.5 - distance, 0, 1).astype("float32")
+
+
+def _segment_points(start, end):
+    """Points every half pixel from `start` to `end` (row, column), both included."""
+    steps = max(int(np.ceil(2 * np.hypot(*(end - start)))), 1)
+    return start + np.linspace(0, 1, steps + 1)[:, None] * (end - start)
+
+
+def _add_ruler(image, lesion, rng):
+    """A dark ruler: a bar with millimetre ticks along one side, every fifth longer, placed
+    where it covers no lesion."""
+    size = image.shape[0]
+    length = rng.uniform(0.3, 0.7) * size
+    spacing = rng.uniform(0.012, 0.03) * size
+    tick = rng.uniform(0.02, 0.04) * size
+    width = rng.uniform(0.005, 0.012) * size
+    angle = rng.uniform(0, np.pi)
+    along = np.array([np.sin(angle), np.cos(angle)])
+    across = np.array([np.cos(angle), -np.sin(angle)])
+    for _ in range(20):
+        # Centred inside the frame, so that most of the bar shows.
+        start = rng.uniform(0.1, 0.9, 2) * size - length / 2 * along
+        end = start + length * along
+        points = [_segment_points(start, end)]
+        for index, offset in enumerate(np.arange(0, length, spacing)):
+            foot = start + offset * along
+            reach = tick * (1.6 if index % 5 == 0 else 1.0)
+            points.append(_segment_points(foot, foot + reach * across))
+        alpha = _stroke_alpha(np.concatenate(points), width, size)
+        if alpha.any() and not (alpha > 0)[lesion].any():
+            break
+    else:
+        return image
+    colour = np.full(3, rng.uniform(0.02, 0.25), "float32") + rng.normal(0, 0.02, 3)
+    return _paint(image, rng.uniform(0.6, 0.95) * alpha, np.clip(colour, 0, 1))
+
+
+def _add_hair(image, rng):
+    """5-40 dark curved strands (quadratic Bezier curves) across the frame."""
+    size = image.shape[0]
+    points = []
+    for _ in range(rng.integers(5, 41)):
+        start = rng.uniform(-0.1, 1.1, 2) * size
+        direction = rng.uniform(0, 2 * np.pi)
+        length = rng.uniform(0.2, 0.8) * size
+        end = start + length * np.array([np.sin(direction), np.cos(direction)])
+        bend = (start + end) / 2 + rng.normal(0, 0.1 * size, 2)
+        steps = int(np.ceil(2 * (np.hypot(*(bend - start)) + np.hypot(*(end - bend))))) + 1
+        t = np.linspace(0, 1, steps)[:, None]
+        points.append((1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end)
+    alpha = _stroke_alpha(np.concatenate(points), rng.uniform(0.005, 0.012) * size, size)
+    colour = np.array([0.16, 0.11, 0.08], "float32") * rng.uniform(0.3, 1.2)
+    return _paint(image, rng.uniform(0.6, 0.9) * alpha, colour)
+
+
 def augment_batch(augmentation, images, masks, rng, threads=None):
     """Applies `augmentation` to every example of a batch, the examples in parallel threads.
 
@@ -298,7 +376,7 @@ def augment_batch(augmentation, images, masks, rng, threads=None):
 
 
 # Fields that are probabilities, 1 included.
-_PROBABILITIES = {"sticker", "ink"}
+_PROBABILITIES = {"sticker", "ink", "ruler", "hair"}
 # Strengths that make no sense at or above a bound (a zoom of 1 shrinks to a point).
 _UPPER_BOUNDS = {
     "rotation": 180.0,
@@ -315,10 +393,12 @@ _PHOTOMETRIC = dict(
     brightness=0.1, contrast=0.2, saturation=0.2, hue=0.03, gamma=0.25, blur=1.0, colour_cast=0.15
 )
 
-# The presets `--augment` accepts. results/augmentation/ measured all but the last two, which
-# results/v2-models/ tried: `all_wide_zoom` zooms out as far as half size, because lesions from
-# other clinics' cameras are often much smaller in the frame than PH2's (docs/findings.md);
-# `all_artefacts` adds stickers and ink, which other clinics' images have and PH2's do not.
+# The presets `--augment` accepts. results/augmentation/ measured all but the last three.
+# results/v2-models/ tried `all_wide_zoom`, which zooms out as far as half size, because
+# lesions from other clinics' cameras are often much smaller in the frame than PH2's
+# (docs/findings.md), and `all_artefacts`, which adds stickers and ink: other clinics' images
+# have them, PH2's do not. `all_artefacts_rulers_hair` adds rulers and thick hair, which the
+# served models marked as lesion on ISIC-select's worst images (results/rulers-and-hair/).
 AUGMENTATIONS = {
     "none": Augmentation(),
     "flips": Augmentation(flips=True),
@@ -328,6 +408,9 @@ AUGMENTATIONS = {
     "all_vignette": Augmentation(**_GEOMETRIC, **_PHOTOMETRIC, vignette=0.5),
     "all_wide_zoom": Augmentation(**{**_GEOMETRIC, "zoom": 0.5}, **_PHOTOMETRIC),
     "all_artefacts": Augmentation(**_GEOMETRIC, **_PHOTOMETRIC, sticker=0.3, ink=0.3),
+    "all_artefacts_rulers_hair": Augmentation(
+        **_GEOMETRIC, **_PHOTOMETRIC, sticker=0.3, ink=0.3, ruler=0.3, hair=0.3
+    ),
 }
 
 
