@@ -18,7 +18,7 @@ from ph2_tf.experiments import soup, stress_sets
 from ph2_tf.models import build_model
 from ph2_tf.serving import export, publish
 from ph2_tf.training.config import TrainConfig
-from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, load_trained
+from ph2_tf.training.runs import BEST_MODEL_FILE, CONFIG_FILE, LAST_MODEL_FILE, load_trained
 
 
 def ingredient(name, *values):
@@ -172,13 +172,17 @@ def damaged_ingredient(tmp_path, tiny_version, damage):
     """An ingredient `soup` cannot use, and the reason it must give."""
     path = tmp_path / damage.replace(" ", "_")
     if damage == "missing":
-        return path, "is neither a run directory (no best.keras) nor a published SavedModel"
+        return path, "is neither a run directory (no best.keras), a run's .keras file, nor a"
     if damage == "damaged run":
         path.mkdir()
         with zipfile.ZipFile(path / BEST_MODEL_FILE, "w") as archive:
             archive.writestr("notes.txt", "not a model")
         TrainConfig(image_size=IMAGE_SIZE).save(path / CONFIG_FILE)
         return path, "best.keras: not a readable Keras model file"
+    if damage == "model file without config":
+        path.mkdir()
+        constant_model(1.0).save(path / LAST_MODEL_FILE)
+        return path / LAST_MODEL_FILE, "config.json: not a readable run config"
     shutil.copytree(tiny_version, path)
     metrics = json.loads((path / publish.METRICS_FILE).read_text())
     if damage == "damaged version":
@@ -196,7 +200,14 @@ def damaged_ingredient(tmp_path, tiny_version, damage):
 
 @pytest.mark.parametrize(
     "damage",
-    ["missing", "damaged run", "damaged version", "unknown architecture", "invalid config"],
+    [
+        "missing",
+        "damaged run",
+        "model file without config",
+        "damaged version",
+        "unknown architecture",
+        "invalid config",
+    ],
 )
 def test_an_ingredient_that_cannot_be_used_is_one_line_before_any_scoring(
     damage, tiny_version, tmp_path, capsys
@@ -255,6 +266,15 @@ def test_a_soup_chosen_on_a_selection_folder_scores_on_it_alone(tmp_path, capsys
     assert record["method"].startswith("uniform soup") and len(record["steps"]) == 1
     model, _ = load_trained(uniform_dir)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model.layers[-1].bias), [14.5])
+    # A run's other model file is an ingredient by its path: here the "lesion" run's last
+    # epoch marks nothing, and so scores 1 where its best.keras scores 0.
+    constant_model(-1.0).save(tmp_path / "lesion" / LAST_MODEL_FILE)
+    last = str(tmp_path / "lesion" / LAST_MODEL_FILE)
+    status = cli.main(["soup", last, "--out-dir", str(tmp_path / "last"), "--selection-set",
+                       str(folder), "--uniform"])  # fmt: skip
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert printed["ingredients"] == [last] and printed["selection_jaccard"] == 1.0
     status = cli.main(["soup", *runs, "--out-dir", "x", "--selection-set", str(tmp_path)])
     error = capsys.readouterr().err
     assert status == 2 and f"--selection-set {tmp_path}: no images/ folder" in error

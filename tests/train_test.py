@@ -25,6 +25,7 @@ from ph2_tf.training.runs import (
     BEST_MODEL_FILE,
     CONFIG_FILE,
     EPOCH_SECONDS,
+    LAST_MODEL_FILE,
     LOG_FILE,
     RunDirError,
     read_log,
@@ -121,7 +122,13 @@ def test_make_callbacks_lists_the_required_callbacks(tmp_path):
     names = [type(c).__name__ for c in callbacks]
     # The non-finite check must run before anything of an epoch is written, and the best model
     # before the backup (a kill between them then retrains the epoch).
-    assert names[:4] == ["StopOnNonFinite", "EpochLog", "BestCheckpoint", "AtomicBackupAndRestore"]
+    assert names[:5] == [
+        "StopOnNonFinite",
+        "EpochLog",
+        "BestCheckpoint",
+        "LastCheckpoint",
+        "AtomicBackupAndRestore",
+    ]
     assert ("TensorBoard" in names) == (importlib.util.find_spec("tensorboard") is not None)
     checkpoint = callbacks[names.index("BestCheckpoint")]
     assert checkpoint.monitor == "val_jaccard"
@@ -131,8 +138,8 @@ def test_make_callbacks_lists_the_required_callbacks(tmp_path):
 def test_make_callbacks_with_weight_averaging_validates_and_saves_the_average(tmp_path):
     callbacks = make_callbacks(TrainConfig(ema_momentum=0.99), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
-    assert names[:4] == ["StopOnNonFinite", "EpochLog", "BestCheckpoint", "AtomicBackupAndRestore"]
-    assert callbacks[2].averaged
+    assert names[2:5] == ["BestCheckpoint", "LastCheckpoint", "AtomicBackupAndRestore"]
+    assert callbacks[2].averaged and callbacks[3].averaged
     assert "ValidateAveragedWeights" in names
 
 
@@ -141,7 +148,7 @@ def test_make_callbacks_without_checkpoints_writes_no_model(tmp_path):
     callbacks = make_callbacks(TrainConfig(checkpoints=False), tmp_path / "run")
     names = [type(c).__name__ for c in callbacks]
     assert names[:2] == ["StopOnNonFinite", "EpochLog"]
-    assert not {"AtomicBackupAndRestore", "BestCheckpoint"} & set(names)
+    assert not {"AtomicBackupAndRestore", "BestCheckpoint", "LastCheckpoint"} & set(names)
 
 
 def test_config_refuses_non_bool_checkpoints():
@@ -450,6 +457,13 @@ def test_weight_averaging_changes_what_is_validated_and_saved_not_the_training(p
     np.testing.assert_allclose(
         best.evaluate(validation, verbose=0), averaged_log["val_loss"][best_epoch], rtol=1e-5
     )
+    # last.keras holds the weights the run ended with (the average, with averaging), whatever
+    # epoch validation preferred.
+    for name, (_, _, weights) in runs.items():
+        last = keras.models.load_model(tmp_path / name / LAST_MODEL_FILE, compile=False)
+        ended_with = [weights[f"arr_{i}"] for i in range(len(weights.files))]
+        for saved, returned in zip(last.get_weights(), ended_with, strict=True):
+            np.testing.assert_array_equal(saved, returned)
 
 
 @pytest.mark.slow

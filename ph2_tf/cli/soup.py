@@ -27,8 +27,10 @@ def add_parser(commands):
     soup.add_argument(
         "ingredients",
         nargs="*",
-        metavar="RUN_OR_VERSION_DIR",
-        help="run directories written by `train`, or published SavedModel versions (or --config)",
+        metavar="RUN_OR_VERSION",
+        help="run directories written by `train` (their best.keras), a run's other model file "
+        "(RUN/last.keras: the last epoch, not chosen on validation), or published SavedModel "
+        "versions (or --config)",
     )
     soup.add_argument("--out-dir", required=True, help="the soup's run directory (must be new)")
     recipe = soup.add_argument_group("recipe (configs/README.md)")

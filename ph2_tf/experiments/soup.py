@@ -61,7 +61,7 @@ class Ingredient:
 
 
 def load_ingredient(path, *, data_dir=None, manual_dir=None):
-    """Reads a run directory (`best.keras`, `config.json`) or a published SavedModel version.
+    """Reads a run (its `best.keras`, or another model file of it) or a published version.
 
     A published version is rebuilt as `train --init-from` rebuilds it
     (`train.trainable_twin`): one exported with its BatchNorm folded into the
@@ -69,7 +69,9 @@ def load_ingredient(path, *, data_dir=None, manual_dir=None):
     train, which are the statistics the runs fine-tuned from it started with.
 
     Args:
-        path: a directory written by `train`, or a `saved_models/<name>/<version>` directory.
+        path: a directory written by `train` (its `best.keras`), a model file in one (such as
+            its `last.keras`, the weights of its last epoch), or a
+            `saved_models/<name>/<version>` directory.
         data_dir: TFDS data directory, to unfold a folded version (default: its recorded one).
         manual_dir: PH2 manual directory, likewise.
 
@@ -77,10 +79,13 @@ def load_ingredient(path, *, data_dir=None, manual_dir=None):
         An `Ingredient`.
 
     Raises:
-        ValueError: the directory is neither, or a version that cannot be rebuilt.
+        ValueError: the path is none of these, or a version that cannot be rebuilt.
     """
     path = Path(path)
-    if (path / BEST_MODEL_FILE).exists():
+    if path.suffix == ".keras" and path.is_file():
+        model, cfg = load_trained(path.parent, path.name)
+        config = dataclasses.asdict(cfg)
+    elif (path / BEST_MODEL_FILE).exists():
         model, cfg = load_trained(path)
         config = dataclasses.asdict(cfg)
     elif (path / "saved_model.pb").exists():
@@ -96,8 +101,8 @@ def load_ingredient(path, *, data_dir=None, manual_dir=None):
             raise ValueError(f"{str(path)!r}: {error}") from None
     else:
         raise ValueError(
-            f"{str(path)!r} is neither a run directory (no {BEST_MODEL_FILE}) nor a "
-            "published SavedModel version (no saved_model.pb)"
+            f"{str(path)!r} is neither a run directory (no {BEST_MODEL_FILE}), a run's .keras "
+            "file, nor a published SavedModel version (no saved_model.pb)"
         )
     weights = [np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights]
     return Ingredient(str(path), config, weights)

@@ -17,6 +17,7 @@ from ph2_tf.training.runs import (
     BACKUP_DIR,
     BEST_MODEL_FILE,
     EPOCH_SECONDS,
+    LAST_MODEL_FILE,
     LOG_FILE,
     MONITOR,
     RunDirError,
@@ -185,9 +186,38 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self.best is not None and value <= self.best:
             return
         self.best = float(value)
-        weights = averaged_weights(self.model) if self.averaged else contextlib.nullcontext()
-        with weights, files.replacing(self.path) as partial:
-            self.model.save(partial)
+        _save(self.model, self.path, self.averaged)
+
+
+class LastCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` at the end of the run's last epoch, atomically.
+
+    Weights fixed before training, not chosen on a validation score: what a uniform soup of
+    several seeds should average (`ph2_tf.experiments.soup`). A run killed before its last
+    epoch's backup trains that epoch again and writes this file again.
+
+    Args:
+        path: the `.keras` file.
+        epochs: the run's number of epochs.
+        averaged: save the moving average of the weights (`use_ema`).
+    """
+
+    def __init__(self, path, epochs, averaged=False):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.epochs = epochs
+        self.averaged = averaged
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            _save(self.model, self.path, self.averaged)
+
+
+def _save(model, path, averaged):
+    """`model.save(path)` under a temporary name moved over `path` in one step."""
+    weights = averaged_weights(model) if averaged else contextlib.nullcontext()
+    with weights, files.replacing(path) as partial:
+        model.save(partial)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -235,18 +265,20 @@ def make_callbacks(cfg, out_dir):
     """Callbacks of a training run.
 
     Order matters: the non-finite check comes first, so that a diverged epoch writes nothing;
-    the log row, then the best model, then the backup are written, and a kill between any two
+    the log row, then the models, then the backup are written, and a kill between any two
     is repaired on resume: the epoch is trained again and logged once (`EpochLog`).
 
     Args:
-        cfg: the run's `TrainConfig` (`checkpoints` decides on `best.keras` and `backup/`).
+        cfg: the run's `TrainConfig` (`checkpoints` decides on `best.keras`, `last.keras` and
+            `backup/`).
         out_dir: directory receiving `best.keras` (best `val_jaccard`, `BestCheckpoint`),
+            `last.keras` (the last epoch's, `LastCheckpoint`),
             `backup/` (`AtomicBackupAndRestore`: a killed run resumes at its next epoch),
             `log.csv` (`EpochLog`),
             and `tensorboard/` (only on the TensorFlow backend, whose summary ops Keras' callback
             uses, and when the `tensorboard` package is installed: TensorFlow >= 2.20 no longer
-            installs it). With `cfg.ema_momentum`, validation and `best.keras` use the averaged
-            weights (`ValidateAveragedWeights`, `BestCheckpoint(averaged=True)`).
+            installs it). With `cfg.ema_momentum`, validation and both models use the averaged
+            weights (`ValidateAveragedWeights`, `averaged=True`).
 
     Returns:
         A list of Keras callbacks.
@@ -256,10 +288,11 @@ def make_callbacks(cfg, out_dir):
     callbacks = [StopOnNonFinite(), EpochLog(out_dir)]
     averaged = cfg.ema_momentum is not None
     if cfg.checkpoints:
-        # The best model before the backup: a kill between the two retrains the epoch, whereas
-        # the other order could log an epoch whose better model was never saved.
+        # The models before the backup: a kill between them retrains the epoch, whereas the
+        # other order could log an epoch whose model was never saved.
         callbacks += [
             BestCheckpoint(out_dir / BEST_MODEL_FILE, MONITOR, averaged=averaged),
+            LastCheckpoint(out_dir / LAST_MODEL_FILE, cfg.epochs, averaged=averaged),
             AtomicBackupAndRestore(out_dir / BACKUP_DIR),
         ]
     if averaged:

@@ -2,8 +2,9 @@
 
 A run's directory holds `config.json`, `log.csv` (one row per epoch, each epoch exactly once, with
 its wall time, also across a kill and resume), `best.keras` (best `val_jaccard`, never a
-non-finite model) and, while it runs, `backup/` to resume from and a `.lock` held by the process
-training it.
+non-finite model), `last.keras` (the last epoch's model: weights fixed before any validation
+score chooses them, e.g. for a uniform soup) and, while it runs, `backup/` to resume from and a
+`.lock` held by the process training it.
 
 A directory belongs to one run: its `config.json` is the run's identity. Training it again with
 the same config resumes it (or finds it finished); another config is refused, naming the fields
@@ -28,6 +29,7 @@ from ph2_tf.training.config import TrainConfig
 
 MONITOR = "val_jaccard"
 BEST_MODEL_FILE = "best.keras"
+LAST_MODEL_FILE = "last.keras"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
 EPOCH_SECONDS = "epoch_seconds"
@@ -64,22 +66,27 @@ def read_log(out_dir):
     }
 
 
-def load_trained(run_dir):
-    """Loads the best checkpoint and the config of a finished run.
+def load_trained(run_dir, model_file=BEST_MODEL_FILE):
+    """Loads a checkpoint and the config of a finished run.
 
     Args:
         run_dir: a `TrainConfig.out_dir` written by `train`.
+        model_file: `BEST_MODEL_FILE` or `LAST_MODEL_FILE`.
 
     Returns:
         `(model, cfg)`; the model is not compiled.
 
     Raises:
-        RunDirError: no `best.keras`, or it or `config.json` cannot be read.
+        RunDirError: no `model_file`, or it or `config.json` cannot be read.
     """
     run_dir = pathlib.Path(run_dir)
-    path = run_dir / BEST_MODEL_FILE
+    path = run_dir / model_file
     if not path.exists():
-        raise RunDirError(f"{run_dir}: no {BEST_MODEL_FILE}: train the run first")
+        # Runs trained before `train` kept the last epoch have only best.keras.
+        advice = (
+            "train the run first" if model_file == BEST_MODEL_FILE else "the run did not keep it"
+        )
+        raise RunDirError(f"{run_dir}: no {model_file}: {advice}")
     if not zipfile.is_zipfile(path):
         raise RunDirError(f"{path}: not a readable Keras model file (damaged or cut short)")
     try:
@@ -172,7 +179,7 @@ def run_state(cfg):
 def clear(out_dir):
     """Removes what `train` writes in `out_dir` (for `--overwrite`); other files stay."""
     out_dir = pathlib.Path(out_dir)
-    for name in (CONFIG_FILE, LOG_FILE, BEST_MODEL_FILE):
+    for name in (CONFIG_FILE, LOG_FILE, BEST_MODEL_FILE, LAST_MODEL_FILE):
         (out_dir / name).unlink(missing_ok=True)
     for name in (BACKUP_DIR, "tensorboard"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
