@@ -52,8 +52,8 @@ def tiny_config(ph2_dummy, out_dir, **overrides):
 def run_training(cfg, tmp_path, name, kill_after=None, check=True, kill_in_write=None):
     """Runs `tests/scripts/train_run.py` on `cfg`; returns the process and the weights file.
 
-    `kill_in_write="best:2"` (or `"backup:2"`) SIGKILLs the child in the middle of writing
-    `best.keras` (or the backup) at the end of epoch 2.
+    `kill_in_write="best:2"` (or `"last:3"`, `"backup:2"`) SIGKILLs the child in the middle of
+    writing `best.keras` (or `last.keras`, the backup) at the end of epoch 2 (3).
     """
     config_path = tmp_path / f"{name}.json"
     cfg.save(config_path)
@@ -364,27 +364,32 @@ def test_killed_run_resumes_at_next_epoch(ph2_dummy, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["best", "backup"])
-def test_a_kill_inside_a_checkpoint_write_loses_nothing(ph2_dummy, tmp_path, target):
+@pytest.mark.parametrize(("target", "epoch"), [("best", 2), ("last", 3), ("backup", 2)])
+def test_a_kill_inside_a_checkpoint_write_loses_nothing(ph2_dummy, tmp_path, target, epoch):
     import keras
 
     out_dir = tmp_path / "run"
     cfg = tiny_config(ph2_dummy, out_dir, epochs=3)
-    killed, _ = run_training(cfg, tmp_path, "killed", check=False, kill_in_write=f"{target}:2")
+    killed, _ = run_training(
+        cfg, tmp_path, "killed", check=False, kill_in_write=f"{target}:{epoch}"
+    )
     assert killed.returncode == -9, killed.stderr
     assert "killed inside the write" in killed.stdout
     # What a reader finds is whole: the best model of the epochs finished, the backup of the
     # last epoch whose write completed; the interrupted write is only a stray partial file.
     keras.models.load_model(out_dir / BEST_MODEL_FILE, compile=False)
     assert (out_dir / "backup").is_dir()
+    assert (out_dir / LAST_MODEL_FILE).exists() == (target != "last" and epoch == 3)
 
     resumed, _ = run_training(cfg, tmp_path, "resumed")
     assert logged_epochs(out_dir) == [0, 1, 2]
     assert "Epoch 1/3" not in resumed.stdout  # resumed, not restarted
     keras.models.load_model(out_dir / BEST_MODEL_FILE, compile=False)
+    keras.models.load_model(out_dir / LAST_MODEL_FILE, compile=False)
     assert not (out_dir / "backup").exists()
     leftovers = {p.name for p in out_dir.iterdir()} - {
         BEST_MODEL_FILE,
+        LAST_MODEL_FILE,
         CONFIG_FILE,
         LOG_FILE,
         "tensorboard",

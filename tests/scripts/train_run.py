@@ -4,8 +4,9 @@ Usage: python train_run.py CONFIG_JSON WEIGHTS_NPZ [KILL_AFTER_EPOCHS]
 
 Saves the final weights to WEIGHTS_NPZ. With KILL_AFTER_EPOCHS=k, the process SIGKILLs itself
 at the end of its k-th epoch (after the epoch's backup and log row are written), like a
-preempted job. With the environment variable KILL_IN_WRITE=best:k (or backup:k) it SIGKILLs
-itself in the middle of writing `best.keras` (or the backup's weights) at the end of epoch k:
+preempted job. With the environment variable KILL_IN_WRITE=best:k (or last:k, backup:k) it
+SIGKILLs itself in the middle of writing `best.keras` (or `last.keras`, the backup's weights) at
+the end of epoch k:
 the file's data is written, not yet closed. Under `TF_CONFIG` it is one worker of a multi-worker
 run.
 """
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 import zipfile
+from pathlib import Path
 
 import h5py
 import keras
@@ -37,14 +39,17 @@ class KillAfterEpochs(keras.callbacks.Callback):
 
 class KillInsideWrite(keras.callbacks.Callback):
     """From the start of epoch `epoch` (counted from 1), SIGKILLs the process when a file of
-    `target` is about to be closed: a zip archive (`.keras`) for "best", the backup's HDF5 weights
-    for "backup"."""
+    `target` is about to be closed: a zip archive (`.keras`) for "best" or "last" (the one whose
+    name has it), the backup's HDF5 weights for "backup"."""
 
     def __init__(self, target, epoch):
         super().__init__()
         self.epoch = epoch
-        if target == "best":
-            self._patch(zipfile.ZipFile, lambda f: str(f.filename).endswith(".keras"))
+        if target in ("best", "last"):
+            self._patch(
+                zipfile.ZipFile,
+                lambda f: str(f.filename).endswith(".keras") and target in Path(f.filename).name,
+            )
         else:
             self._patch(h5py.File, lambda f: "latest.weights" in str(f.filename))
         self.armed = False
