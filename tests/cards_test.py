@@ -9,10 +9,12 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
 from ph2_tf import cli
+from ph2_tf.experiments import soup
 from ph2_tf.models import build_model
 from ph2_tf.serving import cards, export, publish, versions
 from ph2_tf.serving.folding import fold_batch_normalization
@@ -322,3 +324,33 @@ def test_card_of_a_model_trained_on_other_clinics_images_says_so(saved_model, tm
     assert "left out folds 0, 1, 2, so every pair was trained on." in card
     assert "Trained on PH² only" not in card
     assert "- Trained on PH² (one clinic) and `isic2017-select`" in card
+
+
+def test_card_of_a_uniform_soup_scored_on_a_selection_set(saved_model, tmp_path):
+    # The steps and method as `soup --uniform` records them: one step adding every ingredient.
+    path, _ = saved_model
+    record = metrics_record(0.5)
+    names = ["saved_models/ph2_unet/4", "runs/fine/seed0/last.keras", "runs/fine/seed1/last.keras"]
+    ingredients = [
+        soup.Ingredient(name, {**record["source"]["config"], "seed": seed}, [np.zeros(2)])
+        for seed, name in enumerate(names)
+    ]
+    _, steps = soup.uniform_soup(ingredients, lambda weights: 0.75)
+    record["source"]["soup"] = {
+        "method": soup.METHODS["uniform"][1],
+        "selection": "isic2017-select jaccard through the serving signature, at original size",
+        "selection_set": "../shared/external/isic2017-select",
+        "ingredients": names,
+        "selection_jaccard": 0.75,
+        "steps": steps,
+        "configs": {ingredient.path: ingredient.config for ingredient in ingredients},
+    }
+    card = " ".join(
+        cards.model_card(publish_version(tmp_path / "ph2_unet", 5, path, record)).split()
+    )
+    assert "Every ingredient kept; the soup scored by isic2017-select jaccard" in card
+    assert "The soup's Jaccard on isic2017-select when made: 0.7500." in card
+    # No ingredient was scored alone: the table has no score column.
+    assert "| ingredient | seed | |---|---| | `saved_models/ph2_unet/4` | 0 |" in card
+    assert "| `runs/fine/seed1/last.keras` | 2 |" in card
+    assert "chosen by" not in card and "Jaccard |" not in card

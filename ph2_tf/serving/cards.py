@@ -329,7 +329,11 @@ def _recipe_lines(source, config):
     if soup.get("method"):
         yield f"- The weights are a weight soup: {soup['method']}."
     if soup.get("selection"):
-        yield f"- Soup ingredients chosen by {soup['selection']}."
+        # A uniform soup keeps every ingredient: the set scored it, and chose nothing.
+        if soup.get("method", "").startswith("uniform"):
+            yield f"- Every ingredient kept; the soup scored by {soup['selection']}."
+        else:
+            yield f"- Soup ingredients chosen by {soup['selection']}."
     if "validation_jaccard" in soup:
         yield f"- The soup's validation Jaccard when made: {soup['validation_jaccard']:.4f}."
     if "selection_jaccard" in soup:
@@ -375,18 +379,21 @@ def _recipe_lines(source, config):
     yield ""
     yield from _table(("field", "value"), [{"field": f, "value": configs[0][f]} for f in shared])
     if len(configs) > 1:
-        scores = {step["added"]: step.get("score") for step in soup.get("steps", [])}
+        # Only a greedy soup scores each ingredient alone; a uniform one scores their mean.
+        scores = {step["added"]: step["score"] for step in soup.get("steps", []) if "score" in step}
+        scored_on = Path(soup["selection_set"]).name if soup.get("selection_set") else "validation"
+        score_column = f"{scored_on} Jaccard"
         rows = []
         for name, ingredient_config in zip(ingredients, configs, strict=True):
             row = {"ingredient": f"`{name}`"}
             row.update((f, ingredient_config[f]) for f in differing if f in ingredient_config)
             if scores.get(name) is not None:
-                row["validation Jaccard"] = f"{scores[name]:.4f}"
+                row[score_column] = f"{scores[name]:.4f}"
             rows.append(row)
         yield ""
         yield "The ingredients (— : not recorded by that run):"
         yield ""
-        yield from _table(("ingredient", *differing, "validation Jaccard"), rows)
+        yield from _table(("ingredient", *differing, *[score_column][: bool(scores)]), rows)
 
 
 def _score_lines(metrics, extra):
