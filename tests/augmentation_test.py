@@ -22,6 +22,14 @@ def lesion_example(size=SIZE):
     return image, lesion[..., None].astype(np.float32)
 
 
+def light_skin_example():
+    """`lesion_example(96)` on uniform light skin, where a dark artefact shows as darkening; and
+    its lesion as booleans."""
+    image, mask = lesion_example(96)
+    image[...] = 0.8
+    return image, mask, mask[..., 0] > 0
+
+
 def dihedral(array):
     """The 8 flips and quarter turns of an `(S, S, C)` array, by an independent construction."""
     turned = [np.rot90(array, k) for k in range(4)]
@@ -147,9 +155,7 @@ def test_a_sticker_never_covers_the_lesion_nor_changes_the_mask():
 
 
 def test_ink_rings_the_lesion_in_a_dark_colour_and_leaves_the_mask():
-    image, mask = lesion_example(96)
-    image[...] = 0.8  # light skin everywhere, so the ink shows as darkening
-    lesion = mask[..., 0] > 0
+    image, mask, lesion = light_skin_example()
     for seed in range(10):
         new_image, new_mask = Augmentation(ink=1.0)(image, mask, np.random.default_rng(seed))
         np.testing.assert_array_equal(new_mask, mask)
@@ -161,9 +167,7 @@ def test_ink_rings_the_lesion_in_a_dark_colour_and_leaves_the_mask():
 
 
 def test_a_ruler_is_a_long_thin_dark_bar_off_the_lesion_and_leaves_the_mask():
-    image, mask = lesion_example(96)
-    image[...] = 0.8  # light skin everywhere, so the ruler shows as darkening
-    lesion = mask[..., 0] > 0
+    image, mask, lesion = light_skin_example()
     for seed in range(20):
         new_image, new_mask = Augmentation(ruler=1.0)(image, mask, np.random.default_rng(seed))
         np.testing.assert_array_equal(new_mask, mask)
@@ -178,9 +182,7 @@ def test_a_ruler_is_a_long_thin_dark_bar_off_the_lesion_and_leaves_the_mask():
 
 
 def test_hair_crosses_the_lesion_in_thin_dark_strands_and_leaves_the_mask():
-    image, mask = lesion_example(96)
-    image[...] = 0.8
-    lesion = mask[..., 0] > 0
+    image, mask, lesion = light_skin_example()
     on_lesion = 0
     for seed in range(20):
         new_image, new_mask = Augmentation(hair=1.0)(image, mask, np.random.default_rng(seed))

@@ -393,7 +393,8 @@ def _recipe_lines(source, config):
         yield ""
         yield "The ingredients (— : not recorded by that run):"
         yield ""
-        yield from _table(("ingredient", *differing, *[score_column][: bool(scores)]), rows)
+        columns = ("ingredient", *differing) + ((score_column,) if scores else ())
+        yield from _table(columns, rows)
 
 
 def _score_lines(metrics, extra):
