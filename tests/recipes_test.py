@@ -197,11 +197,42 @@ def test_a_minimal_recipe_resolves_seeds_and_starts(tmp_path):
     assert {cfg.init_from for cfg in configs} == {str(tmp_path / "r/tiny/base/best.keras")}
     assert [cfg.seed for cfg in configs] == [1, 2] and configs[0].data_dir == "d"
     assert configs[0].width == 0.125 and configs[0].image_size == 32  # profile, then overrides
-    assert recipes.soup_run_dirs(recipe, "r") == [
+    assert recipes.soup_ingredients(recipe, "r") == [
         pathlib.Path("r/tiny/base"),
         pathlib.Path("r/tiny/finetune-seed1"),
         pathlib.Path("r/tiny/finetune-seed2"),
     ]
+    assert recipe.soup.method == "greedy"
+
+
+def test_a_uniform_soup_of_a_version_and_last_epochs_is_declared_in_the_recipe(tmp_path):
+    def uniform(data):
+        data["soup"] = {
+            "ingredients": ["finetune"],
+            "method": "uniform",
+            "model_file": "last.keras",
+            "versions": ["saved_models/ph2_tiny/3"],
+        }
+
+    recipe = recipes.load(write_recipe(tmp_path, uniform))
+    assert recipe.soup.method == "uniform"
+    assert recipes.soup_ingredients(recipe, "r") == [
+        pathlib.Path("saved_models/ph2_tiny/3"),
+        pathlib.Path("r/tiny/finetune-seed1/last.keras"),
+        pathlib.Path("r/tiny/finetune-seed2/last.keras"),
+    ]
+
+
+def test_every_experiment_config_is_a_recipe_whose_soup_resolves():
+    experiments = sorted((CONFIGS / "experiments").glob("*.json"))
+    assert experiments
+    for path in experiments:
+        recipe = recipes.load(path)
+        for stage in recipe.stages:
+            assert recipes.stage_configs(recipe, stage)
+        if recipe.soup is not None:
+            for version in recipe.soup.versions:  # a version the soup reads must be served
+                assert (REPO_ROOT / version / "saved_model.pb").exists(), (path, version)
 
 
 def _set(keys, value):
@@ -255,6 +286,10 @@ def _drop(keys):
             _set(["soup", "published_versions"], {"ph2_tiny/1": "finetune"}),
             "soup.published_versions.ph2_tiny/1 must name a run",
         ),
+        (_set(["soup", "method"], "best"), "soup.method must be one of ('greedy', 'uniform')"),
+        (_set(["soup", "model_file"], "x.keras"), "soup.model_file must be 'best.keras' or"),
+        (_set(["soup", "versions"], "saved_models/a/1"), "soup.versions must be a list of"),
+        (_set(["soup", "versions"], ["v/1", "v/1"]), "soup.versions must be a list of distinct"),
         (
             _set(["stages", "finetune", "train", "width"], 0.25),
             "stages.finetune builds width=0.25 where stage 'base' builds 0.125",
@@ -389,6 +424,9 @@ def test_soup_and_export_with_config_refuse_what_contradicts_the_recipe(capsys, 
     no_soup = write_recipe(tmp_path, _drop(["soup"]))
     status, err = error_line(capsys, ["soup", "--config", str(no_soup), "--out-dir", "s"])
     assert status == 2 and f"{no_soup}: has no soup section" in err
+    greedy = ["soup", "--config", str(write_recipe(tmp_path)), "--uniform", "--out-dir", "s"]
+    status, err = error_line(capsys, greedy)
+    assert status == 2 and "--uniform contradicts" in err and "whose soup is greedy" in err
 
     export = ["export", "--config", config, "--run-dir", str(tmp_path / "soup")]
     for flags, message in [
@@ -433,7 +471,7 @@ def test_a_tiny_recipe_trains_stage_by_stage_then_soups_and_exports(ph2_dummy, t
 
     assert cli.main(["soup", *recipe_args, "--out-dir", str(soup_dir), *data]) == 0
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])
-    candidates = {str(p) for p in recipes.soup_run_dirs(recipes.load(path), runs_root)}
+    candidates = {str(p) for p in recipes.soup_ingredients(recipes.load(path), runs_root)}
     assert printed["ingredients"] and set(printed["ingredients"]) <= candidates
 
     export = ["export", "--config", str(path), "--run-dir", str(soup_dir)]
@@ -441,3 +479,24 @@ def test_a_tiny_recipe_trains_stage_by_stage_then_soups_and_exports(ph2_dummy, t
     source = json.loads((base_dir / "ph2_tiny" / "1" / "metrics.json").read_text())["source"]
     assert source["serving"] == {"threshold": 0.5, "largest_component": True, "refine": None}
     assert source["soup"]["ingredients"] == printed["ingredients"]
+
+    # The published version and the fine-tunes' last epochs, every one kept.
+    version = str(base_dir / "ph2_tiny" / "1")
+
+    def uniform(data):
+        data["soup"] = {
+            "ingredients": ["finetune"],
+            "method": "uniform",
+            "model_file": "last.keras",
+            "versions": [version],
+        }
+
+    (tmp_path / "uniform").mkdir()
+    uniform_path = write_recipe(tmp_path / "uniform", uniform)
+    uniform_dir = tmp_path / "uniform_soup"
+    soup_args = ["--config", str(uniform_path), "--runs-root", str(runs_root)]
+    assert cli.main(["soup", *soup_args, "--out-dir", str(uniform_dir), *data]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    finetunes = [runs_root / "tiny" / f"finetune-seed{seed}" / "last.keras" for seed in (1, 2)]
+    assert printed["ingredients"] == [version, *map(str, finetunes)]
+    assert "uniform soup" in json.loads((uniform_dir / "soup.json").read_text())["method"]

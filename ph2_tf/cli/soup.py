@@ -36,8 +36,9 @@ def add_parser(commands):
     recipe = soup.add_argument_group("recipe (configs/README.md)")
     recipe.add_argument(
         "--config",
-        help="a recipe file: the ingredients are every run of its soup's stages, which must "
-        "have finished training, scored with its export section's serving options",
+        help="a recipe file: the ingredients are its soup's versions and every run of its "
+        "soup's stages, which must have finished training, mixed by its soup's method and scored "
+        "with its export section's serving options",
     )
     recipe.add_argument(
         "--runs-root", help="with --config: where `train --config` wrote the runs (default runs)"
@@ -60,7 +61,7 @@ def add_parser(commands):
 
 
 def run(args):
-    """`soup` command: writes a greedy soup's run directory and prints its summary.
+    """`soup` command: writes a soup's run directory and prints its summary.
 
     Returns:
         0; 2 for invalid arguments, an ingredient that cannot be read or mixed, an existing
@@ -79,6 +80,7 @@ def run(args):
             return fail(args, "give the ingredients' directories, or a recipe with --config")
         ingredients = args.ingredients
         serving = apply_recipe_serving(args)
+        method = "uniform" if args.uniform else "greedy"
     else:
         if args.ingredients:
             return fail(
@@ -89,9 +91,14 @@ def run(args):
         try:
             recipe = recipes.load(args.config)
             serving = apply_recipe_serving(args, recipe)
+            if recipe.soup is not None and args.uniform and recipe.soup.method != "uniform":
+                raise ValueError(
+                    f"--uniform contradicts {args.config}, whose soup is {recipe.soup.method}"
+                )
             ingredients = _recipe_ingredients(recipe, args.runs_root)
         except ValueError as error:
             return fail(args, error)
+        method = recipe.soup.method
     try:
         record = soup.make_soup(
             ingredients,
@@ -100,7 +107,7 @@ def run(args):
             manual_dir=args.manual_dir,
             selection_dir=args.selection_set,
             serving=serving,
-            method="uniform" if args.uniform else "greedy",
+            method=method,
             log=lambda line: print(line, file=sys.stderr),
         )
     except (Ph2DataError, Ph2FileNotFoundError) as error:
@@ -117,11 +124,11 @@ def run(args):
 
 
 def _recipe_ingredients(recipe, runs_root):
-    """The run directories of a recipe's soup stages, each checked to have finished."""
+    """A recipe's soup ingredients, every run of its stages checked to have finished."""
     from ph2_tf.training import recipes
 
     runs_root = runs_root or recipes.DEFAULT_RUNS_ROOT
-    paths = recipes.soup_run_dirs(recipe, runs_root)  # refuses a recipe without a soup
+    paths = recipes.soup_ingredients(recipe, runs_root)  # refuses a recipe without a soup
     for stage in recipe.soup.ingredients:
         recipes.require_trained(recipe, stage, runs_root)
     return [str(path) for path in paths]

@@ -31,7 +31,15 @@ The format (every key below is checked; any other key is refused):
     }
   },
   "soup": {                        # optional
-    "ingredients": ["<stage>"],    # stages whose runs are all candidates of the greedy soup
+    "ingredients": ["<stage>"],    # stages whose runs are all ingredients of the soup
+    "method": "greedy",            # optional: "greedy" (default) chooses ingredients on the
+                                   #   selection set; "uniform" averages every one, fixed in
+                                   #   advance, and scores the mean once
+    "model_file": "best.keras",    # optional: the model file of each run that goes in:
+                                   #   "best.keras" (default, its best validation epoch) or
+                                   #   "last.keras" (its last epoch, chosen by nothing)
+    "versions": ["saved_models/ph2_segnet/13"],  # optional: published versions, relative to
+                                   #   where the command runs, that go in before the runs
     "published_versions": {        # optional: where the published soup read an ingredient
       "ph2_segnet/6": "<run>"      #   from a published version, the run that stands for it
     },                             #   (a run is named as its directory: see `run_name`)
@@ -61,11 +69,11 @@ import pathlib
 import re
 from math import inf
 
-from ph2_tf.experiments.soup import ARCHITECTURE_FIELDS
+from ph2_tf.experiments.soup import ARCHITECTURE_FIELDS, METHODS
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.losses import num_classes_for
 from ph2_tf.training.profiles import PROFILES
-from ph2_tf.training.runs import BEST_MODEL_FILE, run_state
+from ph2_tf.training.runs import BEST_MODEL_FILE, LAST_MODEL_FILE, run_state
 
 DEFAULT_RUNS_ROOT = "runs"
 # TrainConfig fields a recipe's `train` section may not set: the seeds, the stage chain, the
@@ -103,16 +111,22 @@ class Stage:
 
 @dataclasses.dataclass(frozen=True)
 class Soup:
-    """The greedy weight soup made from the runs of some stages.
+    """The weight soup made from the runs of some stages, and perhaps published versions.
 
     Args:
-        ingredients: names of the stages whose every run is a candidate.
+        ingredients: names of the stages whose every run goes in.
+        method: `"greedy"` or `"uniform"` (`ph2_tf.experiments.soup.METHODS`).
+        model_file: the model file read from each run: `BEST_MODEL_FILE` or `LAST_MODEL_FILE`.
+        versions: published version directories that go in too, before the runs.
         published_versions: `{"<model>/<version>": run name}` where the published soup read an
             ingredient from a published version rather than from its run.
         notes: what the records say about the soup.
     """
 
     ingredients: tuple
+    method: str = "greedy"
+    model_file: str = BEST_MODEL_FILE
+    versions: tuple = ()
     published_versions: dict = dataclasses.field(default_factory=dict)
     notes: tuple = ()
 
@@ -341,7 +355,31 @@ def _read_stage(reader, name, fields, earlier):
 
 
 def _read_soup(reader, fields, stages):
-    reader.section("soup", fields, ("ingredients",), ("published_versions", "notes"))
+    reader.section(
+        "soup",
+        fields,
+        ("ingredients",),
+        ("method", "model_file", "versions", "published_versions", "notes"),
+    )
+    method = fields.get("method", "greedy")
+    if method not in METHODS:
+        reader.fail("soup.method", f"must be one of {tuple(METHODS)}, received {method!r}")
+    model_file = fields.get("model_file", BEST_MODEL_FILE)
+    if model_file not in (BEST_MODEL_FILE, LAST_MODEL_FILE):
+        reader.fail(
+            "soup.model_file",
+            f"must be {BEST_MODEL_FILE!r} or {LAST_MODEL_FILE!r}, received {model_file!r}",
+        )
+    versions = fields.get("versions", [])
+    if (
+        not isinstance(versions, list)
+        or not all(isinstance(v, str) and v for v in versions)
+        or len(set(versions)) != len(versions)
+    ):
+        reader.fail(
+            "soup.versions",
+            f"must be a list of distinct published versions' directories, received {versions!r}",
+        )
     ingredients = fields["ingredients"]
     if not isinstance(ingredients, list) or not ingredients:
         reader.fail(
@@ -365,6 +403,9 @@ def _read_soup(reader, fields, stages):
             )
     return Soup(
         ingredients=tuple(ingredients),
+        method=method,
+        model_file=model_file,
+        versions=tuple(versions),
         published_versions=dict(published),
         notes=reader.notes("soup.notes", fields.get("notes", [])),
     )
@@ -503,16 +544,20 @@ def require_trained(recipe, stage_name, runs_root=DEFAULT_RUNS_ROOT):
             )
 
 
-def soup_run_dirs(recipe, runs_root=DEFAULT_RUNS_ROOT):
-    """The run directories of every soup ingredient, in the recipe's order.
+def soup_ingredients(recipe, runs_root=DEFAULT_RUNS_ROOT):
+    """What goes into the recipe's soup, as `soup` takes it: its published versions, then each
+    run of its stages (the run directory for `best.keras`, else the run's model file).
 
     Raises:
         RecipeError: the recipe has no soup section.
     """
     if recipe.soup is None:
         raise RecipeError(f"{recipe.path}: has no soup section")
-    return [
+    runs = [
         pathlib.Path(cfg.out_dir)
         for name in recipe.soup.ingredients
         for cfg in stage_configs(recipe, name, runs_root)
     ]
+    if recipe.soup.model_file != BEST_MODEL_FILE:
+        runs = [run / recipe.soup.model_file for run in runs]
+    return [pathlib.Path(version) for version in recipe.soup.versions] + runs
