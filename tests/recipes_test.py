@@ -223,16 +223,14 @@ def test_a_uniform_soup_of_a_version_and_last_epochs_is_declared_in_the_recipe(t
     ]
 
 
-def test_every_experiment_config_is_a_recipe_whose_soup_resolves():
+def test_every_experiment_config_is_a_recipe_of_a_served_model():
+    served = {path.parent.name for path in (REPO_ROOT / "saved_models").glob("*/README.md")}
     experiments = sorted((CONFIGS / "experiments").glob("*.json"))
     assert experiments
     for path in experiments:
-        recipe = recipes.load(path)
-        for stage in recipe.stages:
-            assert recipes.stage_configs(recipe, stage)
-        if recipe.soup is not None:
-            for version in recipe.soup.versions:  # a version the soup reads must be served
-                assert (REPO_ROOT / version / "saved_model.pb").exists(), (path, version)
+        recipe = recipes.load(path)  # raises on any bad field
+        assert recipe.export.model_name in served, path
+        assert recipe.name != recipe.export.model_name, path  # its runs stay apart from a remake's
 
 
 def _set(keys, value):
