@@ -167,6 +167,30 @@ def test_init_from_is_one_identity_however_its_path_is_spelled(tmp_path, monkeyp
         runs.run_state(dataclasses.replace(cfg, init_from=str(tmp_path / "b.keras")))
 
 
+def test_a_moved_runs_root_keeps_a_later_stage_the_same_run(tmp_path):
+    """A stage that starts from the run beside it is the same run wherever the root now is
+    (a root copied elsewhere, or trained on the GPU machine and unpacked here)."""
+    trained = tmp_path / "device" / "recipe"
+    for stage in ("base", "other"):
+        (trained / stage).mkdir(parents=True)
+        (trained / stage / "best.keras").write_bytes(b"PK")
+    cfg = TrainConfig(
+        out_dir=str(trained / "finetune"), epochs=2, init_from=str(trained / "base" / "best.keras")
+    )
+    (trained / "finetune").mkdir()
+    cfg.save(trained / "finetune" / runs.CONFIG_FILE)
+    here = tmp_path / "runs" / "recipe"
+    here.parent.mkdir()
+    trained.rename(here)
+    moved = dataclasses.replace(
+        cfg, out_dir=str(here / "finetune"), init_from=str(here / "base" / "best.keras")
+    )
+    assert runs.run_state(moved) == "partial"
+    elsewhere = dataclasses.replace(moved, init_from=str(here / "other" / "best.keras"))
+    with pytest.raises(runs.RunDirError, match="init_from"):
+        runs.run_state(elsewhere)
+
+
 def test_best_checkpoint_beats_only_the_epochs_the_restored_state_includes(tmp_path):
     import keras
 

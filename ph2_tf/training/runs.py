@@ -133,15 +133,30 @@ def default_out_dir(cfg, root="runs"):
 def differing_fields(recorded, cfg):
     """The fields, other than `PATH_FIELDS`, in which two configs differ, in field order.
 
-    `init_from` and `extra_train_dir` are compared as what they name, however the path is
-    spelled.
+    `init_from` and `extra_train_dir` are compared as what they name: the same file however
+    its path is spelled, or the same place relative to each run's directory, as when a runs
+    root was moved or trained on another machine (a recipe's later stage starts from its
+    earlier stage's run beside it).
     """
     ours, theirs = dataclasses.asdict(cfg), dataclasses.asdict(recorded)
-    for config in (ours, theirs):
-        for field in ("init_from", "extra_train_dir"):
-            if config.get(field) is not None:
-                config[field] = os.path.realpath(config[field])
+    for field in ("init_from", "extra_train_dir"):
+        if _names_same_file(ours, theirs, field):
+            theirs[field] = ours[field]
     return [f for f in ours if f not in PATH_FIELDS and ours[f] != theirs.get(f)]
+
+
+def _names_same_file(ours, theirs, field):
+    """Whether two config dicts' `field` paths name one file (see `differing_fields`)."""
+    a, b = ours.get(field), theirs.get(field)
+    if a is None or b is None:
+        return False
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    if ours.get("out_dir") is None or theirs.get("out_dir") is None:
+        return False
+    return os.path.relpath(os.path.abspath(a), os.path.abspath(ours["out_dir"])) == (
+        os.path.relpath(os.path.abspath(b), os.path.abspath(theirs["out_dir"]))
+    )
 
 
 def run_state(cfg):
