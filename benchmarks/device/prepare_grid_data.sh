@@ -18,4 +18,4 @@ rm -rf .device_data && mkdir -p "$target"
 cp "$version_dir"/dataset_info.json "$version_dir"/features.json "$version_dir"/*.labels.txt \
   "$version_dir"/*.array_record-* "$target"/
 [ -d .whl ] || bash ../shared/device/fetch-wheels.sh
-du -sh .device_data .whl
+python benchmarks/device/carry_size.py .whl .device_data || echo "stage .device_data in a call of its own first: REFERENCE_GRID.md"

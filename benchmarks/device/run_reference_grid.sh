@@ -5,7 +5,8 @@
 #   bash benchmarks/device/run_reference_grid.sh      # on the device, from the repository root
 #
 # Carry: .whl and .device_data (prepare_grid_data.sh), and .device_results when an earlier call
-# brought back results not yet committed to results/<run name>/ (committed records travel).
+# brought back results not yet committed to results/<run name>/ (committed records travel); what
+# does not fit in one call is staged on the machine first (environment.sh, stage.sh).
 # Writes to $OUT: grid.log, <run name>.tar.gz (records, per-seed logs, the tuner processes'
 # logs; no models) and jax-cache.tar.gz (the compiled programs, when under 15 MiB gzipped).
 #
@@ -18,6 +19,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 : "${OUT:?OUT must name the folder for the results}"
+. benchmarks/device/environment.sh
 
 RUN_NAME=${RUN_NAME:-reference-grid-full-seeds3}
 GRID_TIMEOUT=${GRID_TIMEOUT:-500}   # seconds of tuning, leaving time to pack within timeout_s
@@ -27,28 +29,15 @@ GRID_GROUPS=${GRID_GROUPS:-"unet-bce-lr0.0001-e75 unet-bce-lr0.0001-e30 segnet-b
 unet-bce-lr0.0001-e50 unet-cross_entropy-lr0.0001-e50 unet-dice-lr1e-05-e50;\
 unet-soft_bce-lr1e-05-e50 unet-soft_bce-lr0.0001-e50 segnet-dice-lr0.0001-e10;\
 segnet-dice-lr1e-05-e50 segnet-soft_bce-lr1e-05-e50 segnet-soft_bce-lr0.0001-e50"}
-DATA_DIR=${DATA_DIR:-.device_data}
-SITE=${SITE:-/tmp/site}             # where the carried wheels are installed
 WORK=${WORK:-/tmp/grid}             # the results folders of the run on the device
-RESUME_DIR=${RESUME_DIR:-.device_results}  # what earlier calls brought back, if anything
+# What earlier calls brought back, if anything: carried now, or staged by an earlier call.
+RESUME_DIR=${RESUME_DIR:-$(carried .device_results || echo .device_results)}
 JAX_CACHE=$HOME/.cache/ph2-seg/jax  # ph2_tf.training.accelerators.DEFAULT_JAX_CACHE_DIR
-PYTHON=${PYTHON:-python3}           # the interpreter with the project's dependencies
 
 run() {
   local start=$SECONDS
-  if [ -z "${SKIP_INSTALL:-}" ]; then
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" .whl/*.whl || return 1
-    export PYTHONPATH=$SITE:$PWD
-  fi
-  # Several processes share the GPU: each takes memory as it needs it, not JAX's 75% up front.
-  export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false
-  # The copy on the device is no git checkout: the commit comes from the file written before the
-  # call (see REFERENCE_GRID.md), and every record carries it.
-  if [ -z "${PH2_GIT_COMMIT:-}" ] && [ -f "$DATA_DIR/SOURCE_COMMIT" ]; then
-    read -r PH2_GIT_COMMIT PH2_GIT_DIRTY < "$DATA_DIR/SOURCE_COMMIT"
-    export PH2_GIT_COMMIT PH2_GIT_DIRTY
-  fi
+  # The wheels, DATA_DIR, and the commit every record carries (see REFERENCE_GRID.md).
+  device_environment || return 1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   local merged=$WORK/$RUN_NAME
   mkdir -p "$merged/records" "$merged/logs" "$JAX_CACHE"
