@@ -43,7 +43,10 @@ def test_folded_segnet_matches_inference_and_has_no_batch_norm():
     assert count(model, keras.layers.BatchNormalization) == 25
     assert count(folded, keras.layers.BatchNormalization) == 0
     assert count(folded, keras.layers.Conv2D) == count(model, keras.layers.Conv2D)
-    np.testing.assert_allclose(folded(images), expected, rtol=1e-4, atol=1e-4)
+    # Float32 rounding through 25 folded layers, relative to the logits' scale; a wrong fold
+    # is off by the order of the logits themselves.
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(folded(images), expected, rtol=1e-4, atol=1e-4 * scale)
     # The original model is left as it was.
     np.testing.assert_array_equal(model(images, training=False), expected)
 

@@ -16,6 +16,7 @@ from ph2_tf.training.callbacks import (
     EpochLog,
     TrainingDivergedError,
     ValidateAveragedWeights,
+    cosine_learning_rate,
     make_callbacks,
 )
 from ph2_tf.training.config import TrainConfig
@@ -28,6 +29,7 @@ from ph2_tf.training.runs import (
     LAST_MODEL_FILE,
     LOG_FILE,
     RunDirError,
+    default_out_dir,
     read_log,
 )
 from tfds_ph2.ph2 import Ph2FileNotFoundError
@@ -184,6 +186,7 @@ def test_default_config_is_the_small_profile():
         ("ema_momentum", 0.0),
         ("ema_momentum", 1.0),
         ("ema_momentum", "0.99"),
+        ("lr_schedule", "linear"),
     ],
 )
 def test_config_refuses_invalid_values(field, value):
@@ -330,6 +333,34 @@ def test_cpu_training_is_reproducible(ph2_dummy, tmp_path):
     assert first.files == second.files
     for key in first.files:
         np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_cosine_schedule_falls_by_half_a_cosine_from_the_base_rate():
+    # Independently: the rate at fraction e/E of the run, from cos(0) = 1 to cos(pi) = -1.
+    epochs, base = 4, 1e-3
+    expected = base * (1 + np.cos(np.pi * np.arange(epochs) / epochs)) / 2
+    rates = [cosine_learning_rate(e, None, base=base, epochs=epochs) for e in range(epochs)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-12)
+    assert rates[0] == base and rates[2] == pytest.approx(base / 2)
+
+
+def test_a_default_schedule_keeps_the_default_run_folder_of_earlier_runs(tmp_path):
+    cfg = TrainConfig(out_dir=str(tmp_path))
+    # The name a default config's run had before lr_schedule existed.
+    assert default_out_dir(cfg) == "runs/unet-bce-lr0.0001-e50-seed0-96px-w0.125-none-38d7ae"
+    assert default_out_dir(dataclasses.replace(cfg, lr_schedule="cosine")) != default_out_dir(cfg)
+
+
+@pytest.mark.slow
+def test_a_cosine_run_resumed_after_a_kill_takes_up_its_schedule(ph2_dummy, tmp_path):
+    out_dir = tmp_path / "run"
+    cfg = tiny_config(ph2_dummy, out_dir, epochs=3, lr_schedule="cosine", learning_rate=1e-3)
+    killed, _ = run_training(cfg, tmp_path, "killed", kill_after=2, check=False)
+    assert killed.returncode == -9, killed.stderr
+    run_training(cfg, tmp_path, "resumed")
+    rates = read_log(out_dir)["learning_rate"]
+    expected = [cosine_learning_rate(e, None, base=1e-3, epochs=3) for e in range(3)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -33,6 +33,10 @@ def add_parser(commands):
     setting("--model", choices=("unet", "segnet"), help="default unet")
     setting("--loss", help="loss name from ph2_tf.training.losses (default bce)")
     setting("--lr", type=float, help="AdamW learning rate (default 1e-4)")
+    setting(
+        "--lr-schedule",
+        help="constant (default) or cosine: each epoch's rate half a cosine from --lr towards 0",
+    )
     setting("--epochs", type=int, help="default 50")
     setting(
         "--profile",
@@ -150,6 +154,7 @@ def run(args):
                 model=args.model,
                 loss=args.loss,
                 learning_rate=args.lr,
+                lr_schedule=args.lr_schedule,
                 epochs=args.epochs,
                 image_size=args.image_size,
                 width=args.width,

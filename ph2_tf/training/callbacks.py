@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import functools
 import importlib.util
 import math
 import pathlib
@@ -261,6 +262,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         shutil.rmtree(self._previous, ignore_errors=True)
 
 
+def cosine_learning_rate(epoch, current=None, *, base, epochs):
+    """The learning rate of epoch `epoch` (from 0) of `epochs` under `lr_schedule='cosine'`:
+    `base` at the first epoch, half a cosine down towards 0 at the end. It depends on the epoch
+    alone, so a resumed run takes up the schedule where it stopped. `current`, the rate Keras
+    passes in, is unused."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
 def make_callbacks(cfg, out_dir):
     """Callbacks of a training run.
 
@@ -278,7 +287,9 @@ def make_callbacks(cfg, out_dir):
             and `tensorboard/` (only on the TensorFlow backend, whose summary ops Keras' callback
             uses, and when the `tensorboard` package is installed: TensorFlow >= 2.20 no longer
             installs it). With `cfg.ema_momentum`, validation and both models use the averaged
-            weights (`ValidateAveragedWeights`, `averaged=True`).
+            weights (`ValidateAveragedWeights`, `averaged=True`). With
+            `cfg.lr_schedule == 'cosine'`, Keras' `LearningRateScheduler` sets each epoch's
+            rate (`cosine_learning_rate`), and `log.csv` records it as `learning_rate`.
 
     Returns:
         A list of Keras callbacks.
@@ -286,6 +297,12 @@ def make_callbacks(cfg, out_dir):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [StopOnNonFinite(), EpochLog(out_dir)]
+    if cfg.lr_schedule == "cosine":
+        # First, so that the epoch's learning rate is in the logs the log row is written from.
+        schedule = functools.partial(
+            cosine_learning_rate, base=cfg.learning_rate, epochs=cfg.epochs
+        )
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(schedule))
     averaged = cfg.ema_momentum is not None
     if cfg.checkpoints:
         # The models before the backup: a kill between them retrains the epoch, whereas the

@@ -16,6 +16,7 @@ from ph2_tf.training.profiles import PROFILES
 # Both models halve the input 4 (UNet) or 5 (SegNet) times.
 SIZE_MULTIPLE = 32
 PRECISIONS = ("float32", "mixed_bfloat16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -25,7 +26,10 @@ class TrainConfig:
     Args:
         model: `'unet'` or `'segnet'`.
         loss: a name from `ph2_tf.training.losses.LOSS_NAMES`.
-        learning_rate: AdamW learning rate.
+        learning_rate: AdamW learning rate (the first epoch's, with a schedule).
+        lr_schedule: `'constant'` (the study's) or `'cosine'`: each epoch's learning rate
+            follows half a cosine from `learning_rate` down towards 0 over `epochs`
+            (`ph2_tf.training.callbacks.cosine_learning_rate`), set at the start of the epoch.
         epochs: number of epochs.
         image_size: side of the square training images, in pixels.
         width: filter-count multiplier (1.0 is the study's model).
@@ -74,6 +78,7 @@ class TrainConfig:
     model: str = "unet"
     loss: str = "bce"
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
     epochs: int = 50
     image_size: int = PROFILES["small"].image_size
     width: float = PROFILES["small"].width
@@ -116,6 +121,7 @@ class TrainConfig:
         check(self.model in MODEL_NAMES, "model", f"one of {MODEL_NAMES}")
         check(self.loss in LOSS_NAMES, "loss", f"one of {LOSS_NAMES}")
         check(positive_number(self.learning_rate), "learning_rate", "a finite number > 0")
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}")
         check(count(self.epochs, 1), "epochs", "an integer >= 1")
         check(
             count(self.image_size, SIZE_MULTIPLE) and self.image_size % SIZE_MULTIPLE == 0,

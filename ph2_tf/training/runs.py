@@ -37,6 +37,9 @@ BACKUP_DIR = "backup"
 LOCK_FILE = ".lock"
 # Where a run's files are and where its data is read from: they do not change what it learns.
 PATH_FIELDS = ("out_dir", "data_dir", "manual_dir")
+# Fields added after runs were named by `default_out_dir`, with their defaults: at its default
+# such a field leaves the name's digest, and so an earlier run's folder, as it was.
+LATER_FIELD_DEFAULTS = {"lr_schedule": "constant"}
 
 
 class RunDirError(ValueError):
@@ -120,7 +123,10 @@ def default_out_dir(cfg, root="runs"):
     Example: `runs/unet-bce-lr0.0001-e50-seed0-96px-w0.125-none-1a2b3c`.
     """
     identity = {
-        f: v for f, v in dataclasses.asdict(cfg).items() if f not in PATH_FIELDS or f == "init_from"
+        f: v
+        for f, v in dataclasses.asdict(cfg).items()
+        if (f not in PATH_FIELDS or f == "init_from")
+        and not (f in LATER_FIELD_DEFAULTS and LATER_FIELD_DEFAULTS[f] == v)
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
     name = (
