@@ -13,6 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 : "${OUT:?OUT must name the folder for the results}"
+. benchmarks/device/environment.sh  # install_wheels, SITE
 
 PEER_DIR=${PEER_DIR:-.peer}
 OURS_TIMEOUT=${OURS_TIMEOUT:-280}    # seconds for our 8 cells (each compiles for tens of seconds)
@@ -21,7 +22,6 @@ CACHE_TIMEOUT=${CACHE_TIMEOUT:-40}   # one cell again, its step read from the co
 HLO_TIMEOUT=${HLO_TIMEOUT:-90}       # UNet bf16 batch 12 compiled again, its XLA program dumped
 PEER_ARGS=${PEER_ARGS:-}             # 'nocompile' skips the peer's torch.compile cell
 BENCH_ARGS=${BENCH_ARGS:-}           # appended to our runs' options, e.g. for a small CPU dry run
-SITE=${SITE:-/tmp/site}              # where the carried wheels are installed
 # SKIP_INSTALL=1: use the Python environment as it is (a dry run on a CPU here, whose Python is
 # not the device's 3.12 that the wheels are for).
 CACHE_DIR=${CACHE_DIR:-/tmp/ph2-seg-jax-cache}
@@ -33,8 +33,7 @@ run() {
   local start=$SECONDS
   if [ -z "${SKIP_INSTALL:-}" ]; then
     echo "== $(date -u +%H:%M:%S) install the carried wheels into $SITE"
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" .whl/*.whl || return 1
+    install_wheels .whl || return 1
     export PYTHONPATH=$SITE:$PWD
   fi
   export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax
