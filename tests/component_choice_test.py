@@ -7,7 +7,7 @@ import pytest
 from ph2_tf.data.external import Case
 from ph2_tf.experiments import component_choice
 from ph2_tf.models import build_model
-from ph2_tf.serving import export
+from ph2_tf.serving import export, refinement
 
 RULES = component_choice.RULES
 
@@ -146,3 +146,37 @@ def test_bad_arguments_are_refused_naming_them(tmp_path, capsys):
             ["--data-dir", str(tmp_path), "--isic-select", str(tmp_path), str(saved_model)]
         )
     assert f"error: --isic-select {tmp_path} has no images/*.jpg" in capsys.readouterr().err
+
+
+def _brightness(image):
+    """A pixelwise 'model': the red channel as the probability, at any window's size."""
+    return image[..., 0].astype(np.float32) / 255
+
+
+@pytest.mark.parametrize("refine", [1.5, None])
+def test_the_served_computation_keeps_the_chosen_component_in_both_places(refine):
+    from ph2_tf.experiments import served_component_choice
+
+    mask, probability, parts = scene()
+    probability = np.where(parts["speck"], 0.0, probability)  # the sticker against the lesion
+    image = np.repeat(np.round(probability * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    windows = []
+
+    def predict(window):
+        windows.append(window.shape[:2])
+        return _brightness(window)
+
+    jaccards = served_component_choice.component_jaccards(
+        predict,
+        {"threshold": 0.5, "largest_component": True, "refine": refine},
+        [Case("scene", image, parts["lesion"])],
+    )
+    # The largest component is the sticker: the lesion is lost. The surest is the lesion.
+    assert jaccards == {"served": {"scene": 0.0}, "highest_mean_probability": {"scene": 1.0}}
+    # The whole image once, then with refinement a window around each rule's component.
+    around = [
+        refinement.crop_window(parts[part], refine)[2:]
+        for part in ("sticker", "lesion")
+        if refine is not None
+    ]
+    assert windows == [(40, 40), *around]

@@ -66,7 +66,7 @@ def crop_window(lesion, context):
     return top, left, height, width
 
 
-def refine_first_pass(predict, image, probability, context, threshold=0.5):
+def refine_first_pass(predict, image, probability, context, threshold=0.5, lesion=None):
     """One image's refined probabilities, given its first pass, in NumPy (the reference).
 
     Args:
@@ -76,13 +76,16 @@ def refine_first_pass(predict, image, probability, context, threshold=0.5):
         probability: float `(H, W)`, `predict(image)`.
         context: the window's size as a multiple of the lesion's bounding box (`crop_window`).
         threshold: the first pass's threshold for locating the lesion.
+        lesion: None, or the located lesion, a boolean `(H, W)` mask, when the caller chose it
+            otherwise than as the largest component, filled, of `probability >= threshold`.
 
     Returns:
         float32 `(H, W)`: `probability` with the second pass's inside the window.
     """
     check_context(context)
     probability = np.array(probability, np.float32)
-    lesion = largest_component_filled(probability >= threshold)
+    if lesion is None:
+        lesion = largest_component_filled(probability >= threshold)
     if not lesion.any():
         return probability
     top, left, height, width = crop_window(lesion, context)
