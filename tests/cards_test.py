@@ -118,6 +118,22 @@ def test_card_states_the_refining_second_pass_and_its_limit(saved_model, tmp_pat
     assert "Refinement" not in card and "stays missed" not in card
 
 
+def test_card_states_which_component_is_kept_and_what_that_costs(saved_model, tmp_path):
+    path, _ = saved_model
+    record = metrics_record(0.5)
+    serving = {"threshold": 0.4, "largest_component": True, "refine": 2.0}
+    record["source"]["serving"] = {**serving, "component_rule": "most_confident"}
+    card = " ".join(cards.model_card(publish_version(tmp_path / "m", 2, path, record)).split())
+    assert "keeps only the lesion of highest mean probability, its holes filled" in card
+    assert "the lesion the first pass finds (its most confident component)" in card
+    assert "Only the lesion the model is surest of is kept" in card
+    assert "Largest component" not in card and "Only the largest lesion" not in card
+    record["source"]["serving"] = serving
+    card = " ".join(cards.model_card(publish_version(tmp_path / "m", 3, path, record)).split())
+    assert "- Largest component: yes" in card and "Only the largest lesion is kept" in card
+    assert "most confident" not in card and "surest" not in card
+
+
 def test_card_states_the_noise_rule_decision_that_published_it(saved_model, tmp_path):
     path, _ = saved_model
     record = metrics_record(0.5)

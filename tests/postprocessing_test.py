@@ -6,7 +6,15 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from ph2_tf.serving.postprocessing import largest_component_filled, largest_component_filled_graph
+from ph2_tf.serving.components import COMPONENT_RULES
+from ph2_tf.serving.postprocessing import (
+    component_filled,
+    component_filled_graph,
+    largest_component_filled,
+    largest_component_filled_graph,
+    most_confident_component_filled,
+    most_confident_component_filled_graph,
+)
 
 
 def graph_version(mask):
@@ -119,3 +127,71 @@ def test_graph_version_refuses_masks_that_are_not_a_batch_of_one_channel():
         largest_component_filled_graph(np.zeros((4, 5), bool))
     with pytest.raises(ValueError, match=r"masks must be \[N, H, W, 1\], received shape"):
         largest_component_filled_graph(np.zeros((1, 4, 5, 3), bool))
+
+
+def most_confident_graph_version(mask, probability):
+    """`most_confident_component_filled_graph` on one 2-D mask, traced with unknown sizes."""
+    traced = tf.function(
+        most_confident_component_filled_graph,
+        input_signature=[
+            tf.TensorSpec([None, None, None, 1], tf.bool),
+            tf.TensorSpec([None, None, None, 1], tf.float32),
+        ],
+    )
+    batch = (np.asarray(mask, bool)[None, ..., None], np.float32(probability)[None, ..., None])
+    return traced(*batch).numpy()[0, ..., 0]
+
+
+@pytest.mark.parametrize(
+    "most_confident",
+    [most_confident_component_filled, most_confident_graph_version],
+    ids=["numpy", "graph"],
+)
+def test_the_most_confident_lesion_is_kept_over_a_larger_one(most_confident):
+    probability = np.zeros((12, 16), np.float32)
+    probability[:6, :8] = 0.6  # a sticker the model is unsure of: 48 pixels
+    probability[7:11, 10:14] = 0.9  # the lesion: 16 pixels ...
+    probability[8, 11] = 0.2  # ... with a hole
+    mask = probability >= 0.5
+    lesion = np.zeros_like(mask)
+    lesion[7:11, 10:14] = True
+    np.testing.assert_array_equal(most_confident(mask, probability), lesion)
+    np.testing.assert_array_equal(largest_component_filled(mask), probability == 0.6)
+    empty = np.zeros_like(mask)
+    np.testing.assert_array_equal(most_confident(empty, probability), empty)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_most_confident_graph_version_equals_the_reference_on_random_masks(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 90, size=2))
+    smooth = ndimage.gaussian_filter(rng.random(shape), sigma=rng.uniform(1, 4))
+    # Probabilities that differ between blobs, so that the largest is often not the surest.
+    probability = (smooth - smooth.min()) / (np.ptp(smooth) + 1e-9)
+    probability = probability * rng.uniform(0.5, 1.0, size=shape)
+    for mask in (smooth > np.quantile(smooth, rng.uniform(0.3, 0.9)), rng.random(shape) < 0.4):
+        np.testing.assert_array_equal(
+            most_confident_graph_version(mask, probability),
+            most_confident_component_filled(mask, probability.astype(np.float32)),
+        )
+
+
+def test_the_rules_are_named_and_each_name_gives_its_component():
+    mask = np.zeros((6, 9), bool)
+    mask[:, :4] = True
+    mask[2:4, 6:8] = True
+    left = np.arange(9) < 4  # the larger component, the model less sure of it
+    probability = np.where(left, 0.6, 0.95) * mask
+    assert COMPONENT_RULES == ("largest", "most_confident")
+    for rule, expected in (
+        ("largest", mask & left),
+        ("most_confident", mask & ~left),
+    ):
+        np.testing.assert_array_equal(component_filled(mask, probability, rule), expected)
+        graph = component_filled_graph(mask[None, ..., None], probability[None, ..., None], rule)
+        np.testing.assert_array_equal(graph.numpy()[0, ..., 0], expected)
+
+
+def test_the_most_confident_rule_refuses_probabilities_of_another_shape():
+    with pytest.raises(ValueError, match="probability its shape, received shapes"):
+        most_confident_component_filled(np.zeros((4, 5), bool), np.zeros((5, 4)))

@@ -137,11 +137,13 @@ def test_soup_and_export_of_a_committed_recipe_are_the_served_version(committed)
             (p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
         )
         source = json.loads((served / "metrics.json").read_text())["source"]
-        # Versions exported before refinement existed record no "refine": they have none.
-        assert {"refine": None, **source["serving"]} == {
+        # Versions exported before refinement existed record no "refine": they have none; and
+        # none records the component rule that was the only one then, the largest.
+        assert {"refine": None, "component_rule": "largest", **source["serving"]} == {
             "threshold": recipe.export.threshold,
             "largest_component": recipe.export.largest_component,
             "refine": recipe.export.refine,
+            "component_rule": recipe.export.component_rule,
         }
         candidates = source["soup"]["configs"]
         runs = runs_of(recipe, recipe.soup.ingredients)
@@ -275,6 +277,10 @@ def _drop(keys):
         (_set(["export", "largest_component"], "yes"), "largest_component must be true or false"),
         (_set(["export", "refine"], 0.5), "export.refine must be null or a finite number >= 1"),
         (_set(["export", "refine"], True), "export.refine must be null or a finite number >= 1"),
+        (
+            _set(["export", "component_rule"], "nearest"),
+            "export.component_rule must be one of ['largest', 'most_confident']",
+        ),
         (_set(["name"], "Tiny Model"), "name must be lower-case letters"),
         (
             _set(["soup", "ingredients"], ["base", "later"]),
@@ -434,6 +440,7 @@ def test_soup_and_export_with_config_refuse_what_contradicts_the_recipe(capsys, 
         ),
         (["--threshold", "0.6"], "--threshold 0.6 contradicts"),
         (["--refine", "2"], "--refine 2.0 contradicts"),
+        (["--component-rule", "most_confident"], "--component-rule most_confident contradicts"),
     ]:
         status, err = error_line(capsys, [*export, *flags])
         assert status == 2 and err.startswith("python -m ph2_tf export: error: ") and message in err

@@ -7,7 +7,10 @@ import tensorflow as tf
 from ph2_tf.evaluation import scoring
 from ph2_tf.models import build_model
 from ph2_tf.serving import export, refinement
-from ph2_tf.serving.postprocessing import largest_component_filled
+from ph2_tf.serving.postprocessing import (
+    largest_component_filled,
+    most_confident_component_filled,
+)
 
 
 def lesion_mask(shape, rows, columns):
@@ -159,3 +162,39 @@ def test_serving_with_refinement_keeps_the_largest_component_of_the_refined_mask
         for image, mask in zip(batch, masks, strict=True):
             expected = largest_component_filled(reference(image) >= threshold)
             np.testing.assert_array_equal(mask[..., 0], expected)
+
+
+@pytest.mark.parametrize("refine", [2.0, None])
+def test_serving_with_the_most_confident_rule_keeps_it_in_both_places(refine):
+    image_size = 32
+    model = build_model("unet", (image_size, image_size, 3), width=0.125)
+    images = bright_spot_images(3, 90, 130, seed=2)
+    plain = export.serving_function(model, image_size)(tf.constant(images))["probabilities"]
+    threshold = float(np.quantile(plain, 0.9))  # an untrained map: several components
+    serve = export.serving_function(
+        model,
+        image_size,
+        threshold=threshold,
+        largest_component=True,
+        refine=refine,
+        component_rule="most_confident",
+    )
+    predict = scoring.keras_predictor(model, image_size)
+    differs = False
+    for image, mask in zip(images, serve(tf.constant(images))["mask"].numpy(), strict=True):
+        probability = predict(image)
+        if refine is not None:
+            located = most_confident_component_filled(probability >= threshold, probability)
+            probability = refinement.refine_first_pass(
+                predict, image, probability, refine, threshold, lesion=located
+            )
+        expected = most_confident_component_filled(probability >= threshold, probability)
+        np.testing.assert_array_equal(mask[..., 0], expected)
+        differs |= (expected != largest_component_filled(probability >= threshold)).any()
+    assert differs  # the two rules disagree somewhere here, so the test can tell them apart
+
+
+def test_an_unknown_component_rule_is_refused():
+    model = build_model("unet", (32, 32, 3), width=0.125)
+    with pytest.raises(ValueError, match="component_rule must be one of"):
+        export.serving_function(model, 32, component_rule="nearest")

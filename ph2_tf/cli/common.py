@@ -5,6 +5,8 @@ import json
 import re
 import sys
 
+from ph2_tf.serving.components import COMPONENT_RULES
+
 # A TF Serving model name that is one plain folder name (`model_name`).
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -64,9 +66,9 @@ def add_data_args(parser):
 
 
 def add_serving_args(parser):
-    """Adds `--threshold`, `--largest-component` and `--refine`: what the serving graph does
-    after the model. Each defaults to None, "not given", so that a recipe can tell
-    (`apply_recipe_serving`)."""
+    """Adds `--threshold`, `--largest-component`, `--refine` and `--component-rule`: what the
+    serving graph does after the model. Each defaults to None, "not given", so that a recipe
+    can tell (`apply_recipe_serving`)."""
     parser.add_argument(
         "--threshold", type=probability, help="mask threshold, in (0, 1) (default 0.5)"
     )
@@ -84,6 +86,13 @@ def add_serving_args(parser):
         "REFINE times the lesion's bounding box (>= 1), whose probabilities replace the first "
         "pass's there (ph2_tf.serving.refinement; default: no second pass)",
     )
+    parser.add_argument(
+        "--component-rule",
+        choices=COMPONENT_RULES,
+        help="which component is the lesion where one is kept (--largest-component's mask, "
+        "--refine's located lesion): the largest (default) or the most confident, of highest "
+        "mean probability (ph2_tf.serving.components)",
+    )
 
 
 def apply_recipe_serving(args, recipe=None):
@@ -96,7 +105,8 @@ def apply_recipe_serving(args, recipe=None):
 
     Returns:
         The options as recorded in `metrics.json` and `soup.json`: `threshold`,
-        `largest_component` and `refine`.
+        `largest_component` and `refine`, and `component_rule` when it is not the largest
+        (records from before the rule existed then read the same).
 
     Raises:
         ValueError: a flag given explicitly contradicts the recipe, or the recipe's model name
@@ -105,9 +115,10 @@ def apply_recipe_serving(args, recipe=None):
     if recipe is None:
         args.threshold = 0.5 if args.threshold is None else args.threshold
         args.largest_component = bool(args.largest_component)
+        args.component_rule = args.component_rule or "largest"
     else:
         chosen = recipe.export
-        fields = ["threshold", "largest_component", "refine"]
+        fields = ["threshold", "largest_component", "refine", "component_rule"]
         if hasattr(args, "model_name"):
             fields.insert(0, "model_name")
         for field in fields:
@@ -124,11 +135,14 @@ def apply_recipe_serving(args, recipe=None):
                 model_name(args.model_name)
             except argparse.ArgumentTypeError as error:
                 raise ValueError(f"{args.config}: export.model_name: {error}") from None
-    return {
+    serving = {
         "threshold": args.threshold,
         "largest_component": args.largest_component,
         "refine": args.refine,
     }
+    if args.component_rule != "largest":
+        serving["component_rule"] = args.component_rule
+    return serving
 
 
 def fail(args, message, status=2):

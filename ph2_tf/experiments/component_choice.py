@@ -10,7 +10,8 @@ applied to the same thresholded probabilities of each image:
 - `largest`: the served graph's rule (`ph2_tf.serving.postprocessing.largest_component_filled`),
   the baseline; checked equal to the signature's own `mask` output on the first
   `SERVED_CHECK_IMAGES` images of each set;
-- `highest_mean_probability`: the component of highest mean probability;
+- `highest_mean_probability`: the component of highest mean probability
+  (`ph2_tf.serving.postprocessing.most_confident_component_filled`);
 - `closest_to_centre`: the component whose nearest pixel is closest to the image's centre (of
   equally close ones, the largest);
 - `off_border`: the largest component touching no side of the frame; the largest of all when
@@ -49,7 +50,10 @@ from ph2_tf.evaluation import scoring
 from ph2_tf.evaluation.metrics import per_image_scores
 from ph2_tf.experiments import selection_sets
 from ph2_tf.serving import selection
-from ph2_tf.serving.postprocessing import largest_component_filled
+from ph2_tf.serving.postprocessing import (
+    largest_component_filled,
+    most_confident_component_filled,
+)
 
 OUTPUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "results" / "component-choice"
 MIN_AREA_SHARE = 0.0025
@@ -65,10 +69,6 @@ def _areas(labels):
 
 def _component_means(labels, probability):
     return np.asarray(ndimage.mean(probability, labels, np.arange(1, labels.max() + 1)))
-
-
-def _highest_mean_probability(labels, probability):
-    return np.argmax(_component_means(labels, probability)) + 1
 
 
 def _closest_to_centre(labels, probability):
@@ -120,7 +120,7 @@ def _largest(mask, probability):
 RULES = {
     "none": _unchanged,
     BASELINE: _largest,
-    "highest_mean_probability": _component_rule(_highest_mean_probability),
+    "highest_mean_probability": most_confident_component_filled,
     "closest_to_centre": _component_rule(_closest_to_centre),
     "off_border": _component_rule(_off_border),
     "size_and_confidence_floor": _component_rule(_size_and_confidence_floor),

@@ -350,7 +350,18 @@ def _recipe_lines(source, config):
             f"- Serving threshold: {_value(serving['threshold'])} (`mask` is 1 where the lesion "
             "probability is at least this)."
         )
-    if "largest_component" in serving:
+    most_confident = serving.get("component_rule") == "most_confident"
+    if "largest_component" in serving and most_confident:
+        yield (
+            "- One component: "
+            + (
+                "yes (every signature's `mask` keeps only the lesion of highest mean "
+                "probability, its holes filled)."
+                if serving["largest_component"]
+                else "no (the thresholded mask as it is)."
+            )
+        )
+    elif "largest_component" in serving:
         yield (
             "- Largest component: "
             + (
@@ -362,8 +373,10 @@ def _recipe_lines(source, config):
     if serving.get("refine") is not None:
         yield (
             f"- Refinement: a second pass of the model on a window {_value(serving['refine'])} "
-            "times the bounding box of the lesion the first pass finds, whose probabilities "
-            "replace the first pass's there (`ph2_tf.serving.refinement`)."
+            "times the bounding box of the lesion the first pass finds"
+            + (" (its most confident component)" if most_confident else "")
+            + ", whose probabilities replace the first pass's there "
+            "(`ph2_tf.serving.refinement`)."
         )
     ingredient_configs = [soup.get("configs", {}).get(name) for name in ingredients]
     configs = (
@@ -522,7 +535,14 @@ def _limit_lines(source, config):
                 "- A lesion is seen at higher resolution only when the first pass finds it: one "
                 "it misses at the first size stays missed."
             )
-    if source.get("serving", {}).get("largest_component"):
+    serving = source.get("serving", {})
+    if serving.get("largest_component") and serving.get("component_rule") == "most_confident":
+        yield (
+            "- Only the lesion the model is surest of is kept: of two lesions the other is "
+            "dropped, and a false region (a sticker, ink) marked more surely than the lesion is "
+            "kept instead of it."
+        )
+    elif serving.get("largest_component"):
         yield (
             "- Only the largest lesion is kept: of two lesions the smaller is dropped, and a "
             "larger false region (a sticker, ink) is kept instead of the lesion."

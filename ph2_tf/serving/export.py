@@ -60,7 +60,8 @@ from ph2_tf import files
 from ph2_tf.data import preprocessing
 from ph2_tf.models.heads import lesion_probability
 from ph2_tf.serving import encoded_images, folding, refinement, versions
-from ph2_tf.serving.postprocessing import largest_component_filled_graph
+from ph2_tf.serving.components import COMPONENT_RULES
+from ph2_tf.serving.postprocessing import component_filled_graph
 
 SIGNATURE = "serving_default"
 FLIP_TTA_SIGNATURE = "serving_flip_tta"
@@ -127,6 +128,12 @@ def load_saved_model(version_dir, signature=SIGNATURE):
     return loaded
 
 
+def check_component_rule(component_rule):
+    """Refuses a component rule that is not one of `COMPONENT_RULES`."""
+    if component_rule not in COMPONENT_RULES:
+        raise ValueError(f"component_rule must be one of {COMPONENT_RULES}, got {component_rule!r}")
+
+
 def _training_size(model):
     """Square training size read from a model's static input shape, or None."""
     _, height, width, _ = model.input_shape
@@ -134,7 +141,13 @@ def _training_size(model):
 
 
 def serving_function(
-    model, image_size, threshold=0.5, flip_tta=False, largest_component=False, refine=None
+    model,
+    image_size,
+    threshold=0.5,
+    flip_tta=False,
+    largest_component=False,
+    refine=None,
+    component_rule="largest",
 ):
     """The serving computation: uint8 images of any size -> probabilities and mask at that size.
 
@@ -148,18 +161,25 @@ def serving_function(
         largest_component: keep only the mask's largest 8-connected lesion, its holes filled.
         refine: None, or the context of a second pass on a window around the lesion the first
             pass finds (`ph2_tf.serving.refinement`), which replaces the probabilities there.
+        component_rule: which component is the lesion, where one is kept (the mask with
+            `largest_component`, the located lesion with `refine`): a name of
+            `ph2_tf.serving.components.COMPONENT_RULES`, the largest or the most confident.
 
     Returns:
         A function of a uint8 `[N, H, W, 3]` tensor returning `{'probabilities', 'mask'}`.
 
     Raises:
         ValueError: a threshold not strictly between 0 and 1, whose mask would be always empty
-            or always full.
+            or always full, or an unknown component rule.
     """
     if not 0.0 < threshold < 1.0:  # also refuses NaN
         raise ValueError(f"threshold must be strictly between 0 and 1, got {threshold!r}")
     if refine is not None:
         refinement.check_context(refine)
+    check_component_rule(component_rule)
+
+    def keep(mask, probabilities):
+        return component_filled_graph(mask, probabilities, component_rule)
 
     def probabilities_of(images):
         inputs = preprocessing.model_input(images, image_size)
@@ -199,12 +219,12 @@ def serving_function(
             probabilities = tf.cond(shape[0] > 0, lambda: probabilities_of(images), lambda: empty)
             mask = probabilities >= threshold
             if largest_component:
-                mask = largest_component_filled_graph(mask)
+                mask = keep(mask, probabilities)
             return {"probabilities": probabilities, "mask": tf.cast(mask, tf.uint8)}
 
         def refined_probabilities():
             first = probabilities_of(images)
-            lesions = largest_component_filled_graph(first >= threshold)
+            lesions = keep(first >= threshold, first)
             refined = refinement.refine_graph(
                 images, first, probabilities_of, refine, threshold, lesions=lesions
             )
@@ -217,11 +237,11 @@ def serving_function(
         )
         mask = probabilities >= threshold
         if largest_component:
-            # Where no second pass changed anything, the mask is the first pass's, whose largest
+            # Where no second pass changed anything, the mask is the first pass's, whose kept
             # component locating the lesion found: labelling it again would cost as much.
             mask = tf.cond(
                 second_pass_ran,
-                lambda: largest_component_filled_graph(mask),
+                lambda: keep(mask, probabilities),
                 lambda: first_lesions,
             )
         return {"probabilities": probabilities, "mask": tf.cast(mask, tf.uint8)}
@@ -314,6 +334,7 @@ def export_for_serving(
     threshold=0.5,
     largest_component=False,
     refine=None,
+    component_rule="largest",
 ):
     """Writes a SavedModel with the `serving_default`, `serving_flip_tta`, `serving_encoded` and
     `serving_encoded_probabilities` signatures in TF Serving layout.
@@ -328,6 +349,7 @@ def export_for_serving(
         threshold: probability at or above which the `mask` output is 1.
         largest_component: the `mask` outputs keep only the largest lesion, its holes filled.
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
+        component_rule: which component is the lesion where one is kept (`serving_function`).
 
     Returns:
         The version directory written, as a `pathlib.Path`.
@@ -348,7 +370,9 @@ def export_for_serving(
             f"input_shape={model.input_shape}"
         )
     with versions.staging(model_dir) as staged:
-        write_saved_model(model, staged, image_size, threshold, largest_component, refine)
+        write_saved_model(
+            model, staged, image_size, threshold, largest_component, refine, component_rule
+        )
         return versions.promote(staged, version)
 
 
@@ -368,7 +392,15 @@ def check_finite(model):
         )
 
 
-def write_saved_model(model, path, image_size, threshold=0.5, largest_component=False, refine=None):
+def write_saved_model(
+    model,
+    path,
+    image_size,
+    threshold=0.5,
+    largest_component=False,
+    refine=None,
+    component_rule="largest",
+):
     """Writes the serving SavedModel of `model`, with its four signatures, to `path` (no version
     logic, no checks).
 
@@ -379,20 +411,27 @@ def write_saved_model(model, path, image_size, threshold=0.5, largest_component=
         threshold: probability at or above which the `mask` output is 1.
         largest_component: the `mask` outputs keep only the largest lesion, its holes filled.
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
+        component_rule: which component is the lesion where one is kept (`serving_function`).
     """
     model = folding.fold_batch_normalization(model)
+    options = dict(
+        threshold=threshold,
+        largest_component=largest_component,
+        refine=refine,
+        component_rule=component_rule,
+    )
     # No `archive.track(model)`: the endpoints' variables are tracked anyway, and tracking the
     # model as well wrote every weight twice (under `variables` and `_all_variables`).
     archive = keras.export.ExportArchive()
     for name, flip_tta in ((SIGNATURE, False), (FLIP_TTA_SIGNATURE, True)):
         archive.add_endpoint(
             name,
-            serving_function(model, image_size, threshold, flip_tta, largest_component, refine),
+            serving_function(model, image_size, flip_tta=flip_tta, **options),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
         )
     # One image at a time, traced once and called by both encoded signatures.
     one_image = tf.function(
-        serving_function(model, image_size, threshold, False, largest_component, refine),
+        serving_function(model, image_size, **options),
         input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
         autograph=False,
     )

@@ -185,6 +185,7 @@ def candidate_score(
     threshold=0.5,
     largest_component=False,
     refine=None,
+    component_rule="largest",
     data_dir=None,
     manual_dir=None,
     cases=None,
@@ -197,6 +198,8 @@ def candidate_score(
         threshold: probability at or above which the signature's `mask` is 1.
         largest_component: the `mask` keeps only the largest lesion, its holes filled.
         refine: None, or the refining second pass's context (`export --refine`).
+        component_rule: which component is the lesion where one is kept (`export
+            --component-rule`).
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
         cases: None, or the `external.Case`s of a selection folder to score on instead of PH2
@@ -211,7 +214,7 @@ def candidate_score(
     with tempfile.TemporaryDirectory() as scratch:
         version_dir = Path(scratch) / "candidate"
         export.write_saved_model(
-            model, version_dir, image_size, threshold, largest_component, refine
+            model, version_dir, image_size, threshold, largest_component, refine, component_rule
         )
         if cases is None:
             return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
@@ -291,7 +294,8 @@ def serving_options(version_dir):
 
     Returns:
         `{"threshold": float, "largest_component": bool, "refine": float or None}` as
-        exported (no "refine" for a version exported before refinement existed), or `{}` for a
+        exported, with `"component_rule"` when it is not the largest (no "refine" for a version
+        exported before refinement existed), or `{}` for a
         version published before this was recorded (its graph only thresholds).
     """
     source = read_metrics(version_dir).get("source")
@@ -380,6 +384,7 @@ def publish(
     threshold=0.5,
     largest_component=False,
     refine=None,
+    component_rule="largest",
     force=False,
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
@@ -407,6 +412,8 @@ def publish(
         threshold: probability at or above which the signatures' `mask` is 1.
         largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
+        component_rule: which component is the lesion where one is kept (`export
+            --component-rule`).
         force: publish even if not better than the served version.
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
@@ -430,7 +437,9 @@ def publish(
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     sets = selection_sets(**common, selection_dirs=selection_dirs)
     with versions.staging(model_dir) as staged:
-        export.write_saved_model(model, staged, image_size, threshold, largest_component, refine)
+        export.write_saved_model(
+            model, staged, image_size, threshold, largest_component, refine, component_rule
+        )
         candidate = per_image_jaccard(staged, sets)
         served = versions.served_versions(model_dir)
         what = f"{model_name}: {source.get('name', 'candidate')}"
@@ -473,6 +482,7 @@ def export_measured(
     threshold=0.5,
     largest_component=False,
     refine=None,
+    component_rule="largest",
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
@@ -492,6 +502,8 @@ def export_measured(
         threshold: probability at or above which the signatures' `mask` is 1.
         largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
+        component_rule: which component is the lesion where one is kept (`export
+            --component-rule`).
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
@@ -510,7 +522,9 @@ def export_measured(
     versions.require_free(model_dir, version)
     export.check_finite(model)
     with versions.staging(model_dir) as staged:
-        export.write_saved_model(model, staged, image_size, threshold, largest_component, refine)
+        export.write_saved_model(
+            model, staged, image_size, threshold, largest_component, refine, component_rule
+        )
         write_metrics(staged, source, data_dir=data_dir, manual_dir=manual_dir)
         path = versions.promote(staged, version)
         write_served_files(base_dir, model_name, serving_root)

@@ -50,6 +50,8 @@ The format (every key below is checked; any other key is refused):
     "threshold": 0.5,              # probability threshold of the served mask
     "largest_component": true,     # keep the largest lesion, holes filled, in the graph
     "refine": 1.5,                 # optional: a second pass around the lesion (default none)
+    "component_rule": "largest",   # optional: "largest" (default) or "most_confident", the
+                                   #   component kept as the lesion
     "notes": ["..."]
   },
   "notes": ["..."]                 # what the records cannot say, and how they were read
@@ -70,6 +72,7 @@ import re
 from math import inf
 
 from ph2_tf.experiments.soup import ARCHITECTURE_FIELDS, METHODS
+from ph2_tf.serving.components import COMPONENT_RULES
 from ph2_tf.training.config import TrainConfig
 from ph2_tf.training.losses import num_classes_for
 from ph2_tf.training.profiles import PROFILES
@@ -141,6 +144,8 @@ class Export:
         largest_component: the graph keeps the largest lesion and fills its holes.
         refine: None, or the context of the graph's refining second pass
             (`ph2_tf.serving.refinement`).
+        component_rule: which component is the lesion where one is kept, a name of
+            `ph2_tf.serving.components.COMPONENT_RULES`.
         notes: what the records say about the export.
     """
 
@@ -148,6 +153,7 @@ class Export:
     threshold: float
     largest_component: bool
     refine: float | None = None
+    component_rule: str = "largest"
     notes: tuple = ()
 
 
@@ -413,7 +419,10 @@ def _read_soup(reader, fields, stages):
 
 def _read_export(reader, fields):
     reader.section(
-        "export", fields, ("model_name", "threshold", "largest_component"), ("refine", "notes")
+        "export",
+        fields,
+        ("model_name", "threshold", "largest_component"),
+        ("refine", "component_rule", "notes"),
     )
     model_name = reader.text("export.model_name", fields["model_name"])
     if "/" in model_name:
@@ -437,11 +446,18 @@ def _read_export(reader, fields):
         isinstance(refine, bool) or not isinstance(refine, (int, float)) or not 1 <= refine < inf
     ):
         reader.fail("export.refine", f"must be null or a finite number >= 1, received {refine!r}")
+    component_rule = fields.get("component_rule", "largest")
+    if component_rule not in COMPONENT_RULES:
+        reader.fail(
+            "export.component_rule",
+            f"must be one of {list(COMPONENT_RULES)}, received {component_rule!r}",
+        )
     return Export(
         model_name=model_name,
         threshold=float(threshold),
         largest_component=fields["largest_component"],
         refine=None if refine is None else float(refine),
+        component_rule=component_rule,
         notes=reader.notes("export.notes", fields.get("notes", [])),
     )
 
