@@ -11,7 +11,8 @@ computation (`source.serving` of its `metrics.json`):
 
 - `served`: the largest component, filled, at both places: what the graph computes;
 - `highest_mean_probability`: at both places the component of highest mean probability, filled
-  (`component_choice.RULES`), the window of the second pass then cut around it.
+  (`ph2_tf.serving.postprocessing.most_confident_component_filled`), the window of the second
+  pass then cut around it.
 
 Declared before measuring, as `RULES`: the signal is the set made for this failure, PH2
 validation's small lesions with artefacts at the frame's edge (`stress_sets`), and every other
@@ -40,7 +41,6 @@ from ph2_tf.experiments.multi_scale import memoized_mean
 from ph2_tf.experiments.selection_sets import BASELINE
 from ph2_tf.experiments.small_lesion_levers import model_at_size
 from ph2_tf.serving import refinement
-from ph2_tf.serving.postprocessing import largest_component_filled
 
 OUTPUT_DIR = component_choice.OUTPUT_DIR / "served"
 CANDIDATE = "highest_mean_probability"
@@ -54,12 +54,8 @@ RULES = {
 }
 
 
-def _largest(mask, probability):
-    return largest_component_filled(mask)
-
-
-# Lever -> function of (bool mask (H, W), float probabilities (H, W)) -> the kept mask.
-KEEP = {BASELINE: _largest, CANDIDATE: component_choice.RULES[CANDIDATE]}
+# Lever -> the component rule it serves with (`ph2_tf.serving.components.COMPONENT_RULES`).
+KEEP = {BASELINE: "largest", CANDIDATE: "most_confident"}
 
 
 def component_jaccards(predict, serving, cases):
@@ -69,14 +65,8 @@ def component_jaccards(predict, serving, cases):
     jaccards = {}
     for image_id, image, truth in cases:
         at_training_size = memoized_mean([predict])  # each window's pass once per image
-        for lever, keep in KEEP.items():
-            probability = at_training_size(image)
-            if context is not None:
-                lesion = keep(probability >= threshold, probability)
-                probability = refinement.refine_first_pass(
-                    at_training_size, image, probability, context, threshold, lesion=lesion
-                )
-            mask = keep(probability >= threshold, probability)
+        for lever, rule in KEEP.items():
+            mask = refinement.served_mask(at_training_size, image, threshold, context, rule)
             jaccard = per_image_scores([truth], [mask])["jaccard"][0]
             jaccards.setdefault(lever, {})[image_id] = float(jaccard)
     return jaccards

@@ -35,7 +35,6 @@ from ph2_tf.experiments.multi_scale import memoized_mean, served_context
 from ph2_tf.experiments.selection_sets import BASELINE
 from ph2_tf.experiments.small_lesion_levers import model_at_size
 from ph2_tf.serving import refinement
-from ph2_tf.serving.postprocessing import largest_component_filled
 
 OUTPUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "results" / "threshold-choice"
 THRESHOLDS = (0.3, 0.4, 0.45, 0.55, 0.6, 0.7)
@@ -54,12 +53,7 @@ def threshold_jaccards(predict, context, cases):
     for image_id, image, truth in cases:
         at_training_size = memoized_mean([predict])  # each window's pass once per image
         for lever, threshold in levers.items():
-            probability = at_training_size(image)
-            if context is not None:
-                probability = refinement.refine_first_pass(
-                    at_training_size, image, probability, context, threshold
-                )
-            mask = largest_component_filled(probability >= threshold)
+            mask = refinement.served_mask(at_training_size, image, threshold, context)
             jaccard = per_image_scores([truth], [mask])["jaccard"][0]
             jaccards.setdefault(lever, {})[image_id] = float(jaccard)
     return jaccards

@@ -26,7 +26,11 @@ puts in the serving graph. Both compute the window in integers (`crop_window`,
 import numpy as np
 import tensorflow as tf
 
-from ph2_tf.serving.postprocessing import largest_component_filled, largest_component_filled_graph
+from ph2_tf.serving.postprocessing import (
+    component_filled,
+    largest_component_filled,
+    largest_component_filled_graph,
+)
 
 
 def check_context(context):
@@ -94,6 +98,29 @@ def refine_first_pass(predict, image, probability, context, threshold=0.5, lesio
     window = np.ascontiguousarray(image[top : top + height, left : left + width])
     probability[top : top + height, left : left + width] = predict(window)
     return probability
+
+
+def served_mask(predict, image, threshold, context=None, rule="largest"):
+    """The mask of a serving graph exported with `largest_component`, in NumPy (the reference).
+
+    Args:
+        predict: a function of one uint8 image returning its float `(h, w)` probabilities.
+        image: uint8 `(H, W, 3)`.
+        threshold: the mask's threshold, which also locates the lesion.
+        context: None, or the refining pass's context (`refine_first_pass`).
+        rule: the component kept, to locate the lesion and in the mask, a name of
+            `ph2_tf.serving.components.COMPONENT_RULES`.
+
+    Returns:
+        bool `(H, W)`: `rule`'s component, filled, of the (refined) probabilities' mask.
+    """
+    probability = predict(image)
+    if context is not None:
+        lesion = component_filled(probability >= threshold, probability, rule)
+        probability = refine_first_pass(
+            predict, image, probability, context, threshold, lesion=lesion
+        )
+    return component_filled(probability >= threshold, probability, rule)
 
 
 def refine(predict, context, threshold=0.5):
