@@ -158,7 +158,8 @@ def serving_function(
         flip_tta: average the probabilities of the model input and of its left-right and
             up-down flips, each flipped back (bilinear resizing commutes with both the flips
             and the mean, so this equals averaging at the image's size).
-        largest_component: keep only the mask's largest 8-connected lesion, its holes filled.
+        largest_component: keep only one 8-connected lesion of the mask, `component_rule`'s
+            (by default the largest), its holes filled.
         refine: None, or the context of a second pass on a window around the lesion the first
             pass finds (`ph2_tf.serving.refinement`), which replaces the probabilities there.
         component_rule: which component is the lesion, where one is kept (the mask with
