@@ -149,6 +149,10 @@ def test_card_states_the_noise_rule_decision_that_published_it(saved_model, tmp_
         "- Published by the noise rule with `isic2017-select` as the selection signal (paired "
         "gain +0.0129 ± 0.0039), and `ph2_validation`, `artefacts` as guards" in card
     )
+    record["source"]["publishing"]["forced"] = True
+    card = " ".join(cards.model_card(publish_version(tmp_path / "m", 3, path, record)).split())
+    assert "Published by hand, over the noise rule's refusal on `isic2017-select` (paired" in card
+    assert "Published by the noise rule" not in card
 
 
 def test_card_leaves_out_what_is_not_recorded(saved_model, tmp_path):

@@ -168,7 +168,7 @@ def test_export_if_better_publishes_a_run_only_when_it_beats_the_served_version(
 ):
     base_dir = tmp_path / "saved_models"
 
-    def export_run(logit, name):
+    def export_run(logit, name, *flags):
         run_dir = tmp_path / name
         run_dir.mkdir()
         constant_model(logit).save(run_dir / BEST_MODEL_FILE)
@@ -177,18 +177,31 @@ def test_export_if_better_publishes_a_run_only_when_it_beats_the_served_version(
         )
         status = cli.main(
             ["export", "--run-dir", str(run_dir), "--model-name", "ph2_unet"]
-            + ["--base-dir", str(base_dir), "--if-better"]
+            + ["--base-dir", str(base_dir), "--if-better", *flags]
         )
         assert status in (0, None)
-        return json.loads(capsys.readouterr().out.splitlines()[-1])["saved_model"]
+        output = capsys.readouterr().out.splitlines()
+        return output[-2], json.loads(output[-1])["saved_model"]
 
-    assert export_run(-50.0, "background") == str(base_dir / "ph2_unet" / "1")
-    assert export_run(50.0, "lesion") == str(base_dir / "ph2_unet" / "2")
-    assert export_run(-50.0, "worse") is None
+    assert export_run(-50.0, "background")[1] == str(base_dir / "ph2_unet" / "1")
+    assert export_run(50.0, "lesion")[1] == str(base_dir / "ph2_unet" / "2")
+    refusal, published = export_run(-50.0, "worse")
+    assert published is None
     metrics = json.loads((base_dir / "ph2_unet" / "2" / publish.METRICS_FILE).read_text())
     assert metrics["source"]["name"] == "lesion"
     assert metrics["source"]["config"]["image_size"] == IMAGE_SIZE
     assert versions.served_versions(base_dir / "ph2_unet")[-1].name == "2"
+
+    # The refusal names the override, and this command has it.
+    assert refusal.endswith("publish anyway with --force-export)")
+    assert export_run(-50.0, "worse, forced", "--force-export")[1] == str(
+        base_dir / "ph2_unet" / "3"
+    )
+    forced = json.loads((base_dir / "ph2_unet" / "3" / publish.METRICS_FILE).read_text())
+    assert forced["source"]["name"] == "worse, forced"
+    assert forced["source"]["publishing"]["forced"] is True
+    assert "not above" in forced["source"]["publishing"]["decision"]
+    assert "forced" not in metrics["source"]["publishing"]
 
 
 def test_export_if_better_refuses_a_version(tmp_path, capsys):
@@ -199,6 +212,12 @@ def test_export_if_better_refuses_a_version(tmp_path, capsys):
     status = cli.main(["export", "--run-dir", str(run_dir), "--if-better", "--version", "3"])
     assert status == 2
     assert "--if-better picks the version itself; drop --version 3" in capsys.readouterr().err
+
+    status = cli.main(["export", "--run-dir", str(run_dir), "--force-export"])
+    assert status == 2
+    assert "--force-export overrides --if-better's refusal; add --if-better" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.slow

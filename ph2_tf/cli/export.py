@@ -64,6 +64,12 @@ def add_parser(commands):
         "graph); writes metrics.json (needs the dataset: --data-dir, --manual-dir)",
     )
     export.add_argument(
+        "--force-export",
+        action="store_true",
+        help="with --if-better: publish the candidate as the next version even when it does not "
+        "beat the served version; its metrics.json records the decision as forced",
+    )
+    export.add_argument(
         "--selection-set",
         action="append",
         default=[],
@@ -90,6 +96,8 @@ def run(args):
     """
     if args.if_better and args.version is not None:
         return fail(args, f"--if-better picks the version itself; drop --version {args.version}")
+    if args.force_export and not args.if_better:
+        return fail(args, "--force-export overrides --if-better's refusal; add --if-better")
     if args.selection_set and not args.if_better:
         return fail(args, "--selection-set is for --if-better, which chooses")
     for folder in args.selection_set:
@@ -144,6 +152,7 @@ def run(args):
                 data_dir=args.data_dir or cfg.data_dir,
                 manual_dir=args.manual_dir or cfg.manual_dir,
                 selection_dirs=args.selection_set,
+                force=args.force_export,
                 **common,
             )
             print(json.dumps({"saved_model": None if path is None else str(path)}))
@@ -207,7 +216,9 @@ def _export_again(args, serving):
     )
     try:
         if args.if_better:
-            path = publish.publish(**common, selection_dirs=args.selection_set)
+            path = publish.publish(
+                **common, selection_dirs=args.selection_set, force=args.force_export
+            )
             print(json.dumps({"saved_model": None if path is None else str(path)}))
             return 0
         path = publish.export_measured(version=args.version, **common)

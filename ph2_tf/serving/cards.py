@@ -310,6 +310,8 @@ def _publishing_lines(source):
     measured = gains.get(signal, {})
     guards = [name for name in gains if name != signal]
     line = f"- Published by the noise rule with `{signal}` as the selection signal"
+    if record.get("forced"):
+        line = f"- Published by hand, over the noise rule's refusal on `{signal}`"
     if "gain" in measured and "standard_error" in measured:
         line += f" (paired gain {measured['gain']:+.4f} ± {measured['standard_error']:.4f})"
     if guards:

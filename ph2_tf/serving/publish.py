@@ -462,7 +462,9 @@ def publish(
                     "--force-export)"
                 )
                 return None
-            reason += ", published because forced" if not decision.publish else ""
+            if not decision.publish:
+                reason += ", published because forced"
+                record = {**record, "forced": True}
             source = {**source, "publishing": record}
         write_metrics(staged, source, **common)
         path = versions.promote(staged)
