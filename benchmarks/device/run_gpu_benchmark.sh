@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command of a GPU session: our training throughput on Keras' JAX backend beside the
+# The one command for a GPU machine: our training throughput on Keras' JAX backend beside the
 # PyTorch peer's, on the same machine, in the same call. See README.md beside this file.
 #
 #   bash benchmarks/device/run_gpu_benchmark.sh      # on the device, from the repository root

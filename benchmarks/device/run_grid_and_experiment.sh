@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call for both GPU trainings of a session: the reference grid (run_reference_grid.sh)
+# One device call for both GPU trainings of a lease: the reference grid (run_reference_grid.sh)
 # and, beside it, a declared experiment (run_experiment.sh, EXPERIMENT and STAGES as there). The
 # compact models of an experiment need little of the GPU beside the full-size grid; their
 # augmentation runs on CPU cores the grid leaves idle.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call of the full-size reference run: the study's 15 configurations x 3 seeds at
-# 256x256, full width, float32, on Keras' JAX backend. Resumable across calls and sessions.
+# 256x256, full width, float32, on Keras' JAX backend. Resumable across calls and leases.
 #
 #   bash benchmarks/device/run_reference_grid.sh      # on the device, from the repository root
 #
