@@ -146,9 +146,9 @@ def add_arguments(parser):
     parser.add_argument(
         "--force-export",
         action="store_true",
-        help="publish each architecture's best model as a new served version even when it is "
-        "not better than the served one on the validation split (by default only a better "
-        "one is published)",
+        help="publish each architecture's best model as a new served version even when the "
+        "noise rule refuses it (by default only one that beats the served version by more "
+        "than noise is published, as for `export --if-better`; docs/models.md)",
     )
 
 
