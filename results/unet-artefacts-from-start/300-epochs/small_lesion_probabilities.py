@@ -9,7 +9,8 @@ version's serving options), on the small-lesion stress set (PH2 validation zoome
 - the images where the mask misses the lesion (Jaccard under 0.05).
 
     python results/unet-artefacts-from-start/300-epochs/small_lesion_probabilities.py \\
-        --data-dir /tmp/tfds saved_models/ph2_unet/9 runs/ph2_unet_artefacts_from_start_300/base-seed*
+        --data-dir /tmp/tfds saved_models/ph2_unet/9 \\
+        runs/ph2_unet_artefacts_from_start_300/base-seed*
 """
 
 import argparse
@@ -40,7 +41,8 @@ def row(name, serve, cases):
         raw.append(jaccard(probability >= 0.5, case.mask))
         inside.append(probability[case.mask].mean())
     missed = sum(score < MISSED for score in served)
-    return f"| {name} | {np.mean(served):.4f} | {np.mean(raw):.4f} | {np.mean(inside):.3f} | {missed} |"
+    scores = f"{np.mean(served):.4f} | {np.mean(raw):.4f} | {np.mean(inside):.3f}"
+    return f"| {name} | {scores} | {missed} |"
 
 
 def main():
@@ -54,7 +56,8 @@ def main():
     cases = stress_sets.small_lesion_cases(validation, seed=stress_sets.SEED)
     options = publish.serving_options(args.served_version)
     print(f"serving options: {options}; {len(cases)} images")
-    print("| model | served mask | probabilities >= 0.5 | mean probability in the lesion | missed |")
+    columns = "served mask | probabilities >= 0.5 | mean probability in the lesion | missed"
+    print(f"| model | {columns} |")
     print("|---|---|---|---|---|")
     served = tf.saved_model.load(args.served_version).signatures["serving_default"]
     print(row(args.served_version, served, cases), flush=True)
