@@ -118,6 +118,19 @@ def test_card_states_the_refining_second_pass_and_its_limit(saved_model, tmp_pat
     assert "Refinement" not in card and "stays missed" not in card
 
 
+def test_card_states_that_the_default_signature_averages_flips(saved_model, tmp_path):
+    path, _ = saved_model
+    record = metrics_record(0.5)
+    record["source"]["serving"] = {"threshold": 0.5, "largest_component": False, "refine": None}
+    card = " ".join(cards.model_card(publish_version(tmp_path / "m", 2, path, record)).split())
+    assert "- `serving_default`: one model call." in card and "Flip test-time" not in card
+    record["source"]["serving"]["flip_tta"] = True
+    card = " ".join(cards.model_card(publish_version(tmp_path / "m", 3, path, record)).split())
+    assert "- Flip test-time augmentation: yes (`serving_default` averages" in card
+    assert "- `serving_default`: the mean probability over the image and its left-right" in card
+    assert "- `serving_single_pass`: one model call." in card
+
+
 def test_card_states_which_component_is_kept_and_what_that_costs(saved_model, tmp_path):
     path, _ = saved_model
     record = metrics_record(0.5)

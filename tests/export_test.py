@@ -248,6 +248,30 @@ def test_flip_tta_signature_averages_the_default_signature_over_flips(exported):
     np.testing.assert_array_equal(outputs["mask"], outputs["probabilities"] >= 0.5)
 
 
+def test_a_flip_tta_export_serves_flips_by_default_and_one_pass_on_request(exported, tmp_path):
+    model, _, plain_path = exported
+    flips_path = export.export_for_serving(model, tmp_path, "flips", flip_tta=True)
+    plain, flips = (tf.saved_model.load(str(p)).signatures for p in (plain_path, flips_path))
+    images = tf.constant(np.random.default_rng(5).integers(0, 256, (2, 70, 90, 3), np.uint8))
+    for flips_name, plain_name in (
+        (export.SIGNATURE, export.FLIP_TTA_SIGNATURE),
+        (export.FLIP_TTA_SIGNATURE, export.FLIP_TTA_SIGNATURE),
+        (export.SINGLE_PASS_SIGNATURE, export.SIGNATURE),
+        (export.SINGLE_PASS_SIGNATURE, export.SINGLE_PASS_SIGNATURE),
+    ):
+        served, expected = flips[flips_name](images=images), plain[plain_name](images=images)
+        np.testing.assert_allclose(served["probabilities"], expected["probabilities"], atol=1e-6)
+    default, single = (
+        flips[name](images=images) for name in (export.SIGNATURE, "serving_single_pass")
+    )
+    assert np.abs(default["probabilities"] - single["probabilities"]).max() > 1e-3
+    # The encoded signature serves the default computation: the flips.
+    png = encode(images.numpy()[0], "PNG")
+    encoded = flips[export.ENCODED_SIGNATURE](images_bytes=tf.constant([png]))
+    mask = tf.io.decode_png(encoded[export.MASK_PNG][0]).numpy() > 0
+    np.testing.assert_array_equal(mask, default["mask"].numpy()[0] > 0)
+
+
 @pytest.mark.slow
 def test_largest_component_export_post_processes_both_signatures_masks(exported, tmp_path):
     model, _, plain_path = exported
@@ -261,7 +285,7 @@ def test_largest_component_export_post_processes_both_signatures_masks(exported,
         model, tmp_path, "largest", threshold=threshold, largest_component=True
     )
     plain, largest = (tf.saved_model.load(str(p)) for p in (plain_path, largest_path))
-    for name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
+    for name in (export.SIGNATURE, export.SINGLE_PASS_SIGNATURE, export.FLIP_TTA_SIGNATURE):
         expected = plain.signatures[name](images=tf.constant(images))
         outputs = largest.signatures[name](images=tf.constant(images))
         np.testing.assert_array_equal(outputs["probabilities"], expected["probabilities"])
@@ -293,7 +317,11 @@ def test_a_refined_export_serves_what_the_refining_serving_function_computes(
     path, model = largest_component_exported
     loaded = tf.saved_model.load(str(path))
     images = np.random.default_rng(4).integers(0, 256, (2, 90, 130, 3), dtype=np.uint8)
-    for name, flip_tta in ((export.SIGNATURE, False), (export.FLIP_TTA_SIGNATURE, True)):
+    for name, flip_tta in (
+        (export.SIGNATURE, False),
+        (export.SINGLE_PASS_SIGNATURE, False),
+        (export.FLIP_TTA_SIGNATURE, True),
+    ):
         serve = export.serving_function(
             model, IMAGE_SIZE, flip_tta=flip_tta, largest_component=True, refine=REFINE
         )

@@ -408,6 +408,31 @@ def test_flip_tta_uses_the_tta_signature(saved_model, probabilities, tmp_path, c
     assert np.abs(stored / 65535 - probabilities(RGB)).max() > 1e-3  # not the plain signature
 
 
+def test_single_pass_uses_one_pass_where_the_default_averages_flips(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
+    flips = export.export_for_serving(model, tmp_path / "models", "unet", flip_tta=True)
+    signatures = tf.saved_model.load(str(flips)).signatures
+    expected = {
+        name: signatures[name](**{export.INPUT_NAME: tf.constant(RGB[None])})["probabilities"]
+        for name in (export.SIGNATURE, export.SINGLE_PASS_SIGNATURE)
+    }
+    path = _save(RGB, tmp_path / "a.png")
+    for flags, name in (([], export.SIGNATURE), (["--single-pass"], export.SINGLE_PASS_SIGNATURE)):
+        output = tmp_path / name
+        status, _, err = _predict(
+            capsys, "--saved-model", flips, "--output-dir", output, *flags, "--probabilities", path
+        )
+        assert status == 0, err
+        stored = np.asarray(Image.open(output / "a.png.probabilities.png"))
+        np.testing.assert_allclose(stored, np.round(expected[name][0, ..., 0] * 65535), atol=1)
+    difference = expected[export.SIGNATURE] - expected[export.SINGLE_PASS_SIGNATURE]
+    assert np.abs(difference).max() > 1e-3  # the default is not the single pass
+    with pytest.raises(SystemExit):
+        _predict(capsys, "--saved-model", flips, "--flip-tta", "--single-pass", path)
+    assert "--single-pass: not allowed with argument --flip-tta" in capsys.readouterr().err
+
+
 def export_with_serving_default_only(version_dir):
     """A tiny SavedModel with `serving_default` alone, as early versions were exported."""
     model = build_model("unet", input_shape=(32, 32, 3), width=0.125)
@@ -613,6 +638,7 @@ def _closed_port():
         ("http://localhost:8501/v1/models/unet", [], "not TF Serving's REST predict URL"),
         ("SERVED", ["--threshold", "0.3"], "--threshold needs --saved-model"),
         ("SERVED", ["--flip-tta"], "--flip-tta needs --saved-model"),
+        ("SERVED", ["--single-pass"], "--single-pass needs --saved-model"),
         ("SERVED/versions/2:predict", [], "Servable not found"),
         ("http://127.0.0.1:PORT/v1/models/unet:predict", [], "cannot reach http://127.0.0.1:"),
     ],

@@ -138,12 +138,14 @@ def test_soup_and_export_of_a_committed_recipe_are_the_served_version(committed)
         )
         source = json.loads((served / "metrics.json").read_text())["source"]
         # Versions exported before refinement existed record no "refine": they have none; and
-        # none records the component rule that was the only one then, the largest.
-        assert {"refine": None, "component_rule": "largest", **source["serving"]} == {
+        # none records the default rule or pass: the largest component, one pass.
+        defaults = {"refine": None, "component_rule": "largest", "flip_tta": False}
+        assert {**defaults, **source["serving"]} == {
             "threshold": recipe.export.threshold,
             "largest_component": recipe.export.largest_component,
             "refine": recipe.export.refine,
             "component_rule": recipe.export.component_rule,
+            "flip_tta": recipe.export.flip_tta,
         }
         candidates = source["soup"]["configs"]
         runs = runs_of(recipe, recipe.soup.ingredients)
@@ -275,6 +277,7 @@ def _drop(keys):
         (_drop(["export"]), "export is missing"),
         (_set(["export", "threshold"], 1.5), "export.threshold must be a number strictly"),
         (_set(["export", "largest_component"], "yes"), "largest_component must be true or false"),
+        (_set(["export", "flip_tta"], 1), "export.flip_tta must be true or false, received 1"),
         (_set(["export", "refine"], 0.5), "export.refine must be null or a finite number >= 1"),
         (_set(["export", "refine"], True), "export.refine must be null or a finite number >= 1"),
         (
@@ -441,6 +444,7 @@ def test_soup_and_export_with_config_refuse_what_contradicts_the_recipe(capsys, 
         (["--threshold", "0.6"], "--threshold 0.6 contradicts"),
         (["--refine", "2"], "--refine 2.0 contradicts"),
         (["--component-rule", "most_confident"], "--component-rule most_confident contradicts"),
+        (["--flip-tta"], "--flip-tta contradicts"),
     ]:
         status, err = error_line(capsys, [*export, *flags])
         assert status == 2 and err.startswith("python -m ph2_tf export: error: ") and message in err

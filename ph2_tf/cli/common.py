@@ -66,9 +66,9 @@ def add_data_args(parser):
 
 
 def add_serving_args(parser):
-    """Adds `--threshold`, `--largest-component`, `--refine` and `--component-rule`: what the
-    serving graph does after the model. Each defaults to None, "not given", so that a recipe
-    can tell (`apply_recipe_serving`)."""
+    """Adds `--threshold`, `--largest-component`, `--refine`, `--component-rule` and
+    `--flip-tta`: what the serving graph does around the model. Each defaults to None, "not
+    given", so that a recipe can tell (`apply_recipe_serving`)."""
     parser.add_argument(
         "--threshold", type=probability, help="mask threshold, in (0, 1) (default 0.5)"
     )
@@ -93,6 +93,14 @@ def add_serving_args(parser):
         "--refine's located lesion): the largest (default) or the most confident, of highest "
         "mean probability (ph2_tf.serving.components)",
     )
+    parser.add_argument(
+        "--flip-tta",
+        action="store_true",
+        default=None,
+        help="serving_default (and the encoded signatures) average the probabilities of the "
+        "image and of its two flips in every pass, as serving_flip_tta does, at about three "
+        "times the latency; serving_single_pass keeps one pass (default: one pass)",
+    )
 
 
 def apply_recipe_serving(args, recipe=None):
@@ -105,8 +113,8 @@ def apply_recipe_serving(args, recipe=None):
 
     Returns:
         The options as recorded in `metrics.json` and `soup.json`: `threshold`,
-        `largest_component` and `refine`, and `component_rule` when it is not the largest
-        (records from before the rule existed then read the same).
+        `largest_component` and `refine`, `component_rule` when it is not the largest and
+        `flip_tta` when true (records from before these existed then read the same).
 
     Raises:
         ValueError: a flag given explicitly contradicts the recipe, or the recipe's model name
@@ -116,9 +124,10 @@ def apply_recipe_serving(args, recipe=None):
         args.threshold = 0.5 if args.threshold is None else args.threshold
         args.largest_component = bool(args.largest_component)
         args.component_rule = args.component_rule or "largest"
+        args.flip_tta = bool(args.flip_tta)
     else:
         chosen = recipe.export
-        fields = ["threshold", "largest_component", "refine", "component_rule"]
+        fields = ["threshold", "largest_component", "refine", "component_rule", "flip_tta"]
         if hasattr(args, "model_name"):
             fields.insert(0, "model_name")
         for field in fields:
@@ -142,6 +151,8 @@ def apply_recipe_serving(args, recipe=None):
     }
     if args.component_rule != "largest":
         serving["component_rule"] = args.component_rule
+    if args.flip_tta:
+        serving["flip_tta"] = True
     return serving
 
 

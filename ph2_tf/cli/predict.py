@@ -48,11 +48,18 @@ def add_parser(commands):
         action="store_true",
         help="also write <name>.probabilities.png, 16-bit: round(probability * 65535)",
     )
-    predict.add_argument(
+    passes = predict.add_mutually_exclusive_group()
+    passes.add_argument(
         "--flip-tta",
         action="store_true",
         help="average over the image and its two flips (the serving_flip_tta signature; about "
-        "3x the time; see results/postprocessing/)",
+        "3x the time of one pass; see results/flip-tta-choice/)",
+    )
+    passes.add_argument(
+        "--single-pass",
+        action="store_true",
+        help="one pass without flips (the serving_single_pass signature), for a version whose "
+        "serving_default averages flips (exported with --flip-tta)",
     )
     predict.add_argument(
         "--largest-component",
@@ -102,7 +109,13 @@ def run(args):
     from ph2_tf.serving import export, publish
     from ph2_tf.serving.predict import op_error_reason, predict_image
 
-    signature = export.FLIP_TTA_SIGNATURE if args.flip_tta else export.SIGNATURE
+    signature = (
+        export.FLIP_TTA_SIGNATURE
+        if args.flip_tta
+        else export.SINGLE_PASS_SIGNATURE
+        if args.single_pass
+        else export.SIGNATURE
+    )
     try:
         saved_model = export.load_saved_model(version_dir, signature)  # owns the variables
         # A new --threshold replaces the signature's mask, so the graph's post-processing is
@@ -196,13 +209,17 @@ def _run_remote(args, out_dir):
             f"--remote {args.remote}: not TF Serving's REST predict URL, "
             "http://HOST:PORT/v1/models/NAME[/versions/N]:predict",
         )
-    # The served graph applies the threshold it was exported with, without flip TTA.
-    for flag, given in (("--threshold", args.threshold is not None), ("--flip-tta", args.flip_tta)):
+    # The served encoded signature computes serving_default's mask, as exported.
+    for flag, given in (
+        ("--threshold", args.threshold is not None),
+        ("--flip-tta", args.flip_tta),
+        ("--single-pass", args.single_pass),
+    ):
         if given:
             return fail(
                 args,
-                f"{flag} needs --saved-model: a served model's encoded signature gives the mask "
-                "of the threshold it was exported with, without flip TTA",
+                f"{flag} needs --saved-model: a served model's encoded signature gives "
+                "serving_default's mask, with the threshold and passes it was exported with",
             )
     try:
         name, version = served_model(args.remote)

@@ -33,10 +33,15 @@ LINE_WIDTH = 100
 EXTRA_FILE = "card.json"
 # Where a run's data and outputs lived on the machine that trained it: no part of the recipe.
 MACHINE_PATHS = ("data_dir", "manual_dir", "out_dir")
+ONE_PASS = "one model call"
+FLIP_AVERAGE = (
+    "the mean probability over the image and its left-right and up-down flips (one model call "
+    "on three times the batch)"
+)
 SIGNATURE_PURPOSES = {
-    export.SIGNATURE: "one model call",
-    export.FLIP_TTA_SIGNATURE: "the mean probability over the image and its left-right and "
-    "up-down flips (one model call on three times the batch)",
+    export.SIGNATURE: ONE_PASS,
+    export.SINGLE_PASS_SIGNATURE: ONE_PASS,
+    export.FLIP_TTA_SIGNATURE: FLIP_AVERAGE,
     export.ENCODED_SIGNATURE: "image files (JPEG, PNG, BMP) decoded in the graph as `predict` "
     "reads them; per image, `serving_default`'s mask as a PNG at the image's size, the lesion's "
     "share of the pixels and its bounding box",
@@ -380,6 +385,12 @@ def _recipe_lines(source, config):
             + ", whose probabilities replace the first pass's there "
             "(`ph2_tf.serving.refinement`)."
         )
+    if serving.get("flip_tta"):
+        yield (
+            "- Flip test-time augmentation: yes (`serving_default` averages the probabilities of "
+            "the image and of its left-right and up-down flips in every pass; "
+            "`serving_single_pass` makes one, about three times faster)."
+        )
     ingredient_configs = [soup.get("configs", {}).get(name) for name in ingredients]
     configs = (
         ingredient_configs if ingredients and all(ingredient_configs) else [config] * bool(config)
@@ -502,10 +513,15 @@ def _signature_lines(version_dir, source):
     names = sorted(
         (n for n in signatures if not n.startswith("__")), key=lambda n: (n != export.SIGNATURE, n)
     )
-    refined = source.get("serving", {}).get("refine") is not None
+    serving = source.get("serving", {})
+    purposes = {
+        **SIGNATURE_PURPOSES,
+        export.SIGNATURE: FLIP_AVERAGE if serving.get("flip_tta") else ONE_PASS,
+    }
+    pixel_signatures = (export.SIGNATURE, export.SINGLE_PASS_SIGNATURE, export.FLIP_TTA_SIGNATURE)
     for name in names:
-        purpose = f": {SIGNATURE_PURPOSES[name]}" if name in SIGNATURE_PURPOSES else ""
-        if refined and name in (export.SIGNATURE, export.FLIP_TTA_SIGNATURE):
+        purpose = f": {purposes[name]}" if name in purposes else ""
+        if serving.get("refine") is not None and name in pixel_signatures:
             purpose += ", then the same on the window around the lesion it finds (refinement)"
         inputs, outputs = tensors(signatures[name].inputs), tensors(signatures[name].outputs)
         yield f"- `{name}`{purpose}. In: {inputs}. Out: {outputs}."

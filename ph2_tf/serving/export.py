@@ -8,10 +8,16 @@ does, and returns, at the input's size:
 - `probabilities`: float32 `[N, H, W, 1]` lesion probability;
 - `mask`: uint8 `[N, H, W, 1]`, 1 where the probability is at least the threshold.
 
-A second signature, `serving_flip_tta`, has the same inputs and outputs and averages the
-probabilities of the image and its left-right and up-down flips (test-time augmentation: one
-model call on a batch three times as large). It is an option, not the default: it helped some
-models and hurt others, and costs about three times the latency (`results/postprocessing/`).
+Two more signatures have the same inputs and outputs, so that a client can choose the speed:
+
+- `serving_flip_tta` averages the probabilities of the image and its left-right and up-down flips
+  in every pass (test-time augmentation: one model call on a batch three times as large), at
+  about three times the latency;
+- `serving_single_pass` does not.
+
+`serving_default` is one of the two: the single pass unless exported with `flip_tta=True`
+(`export --flip-tta`), which versions chosen with flips on other clinics' images are
+(`results/flip-tta-choice/`).
 
 Two more signatures take the image files themselves, so that a client sends the compressed file
 rather than a JSON number per pixel and channel (`results/serving-payloads/`):
@@ -65,6 +71,7 @@ from ph2_tf.serving.postprocessing import component_filled_graph
 
 SIGNATURE = "serving_default"
 FLIP_TTA_SIGNATURE = "serving_flip_tta"
+SINGLE_PASS_SIGNATURE = "serving_single_pass"
 INPUT_NAME = "images"
 ENCODED_SIGNATURE = "serving_encoded"
 ENCODED_PROBABILITIES_SIGNATURE = "serving_encoded_probabilities"
@@ -114,7 +121,11 @@ def load_saved_model(version_dir, signature=SIGNATURE):
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SavedModelError(f"cannot load the SavedModel {version_dir}: {first_line}") from None
     if signature not in loaded.signatures:
-        exported_before = " (exported before it existed)" if signature == FLIP_TTA_SIGNATURE else ""
+        exported_before = (
+            " (exported before it existed)"
+            if signature in (FLIP_TTA_SIGNATURE, SINGLE_PASS_SIGNATURE)
+            else ""
+        )
         raise SavedModelError(
             f"the SavedModel {version_dir} has no {signature!r} signature{exported_before}"
         )
@@ -336,9 +347,10 @@ def export_for_serving(
     largest_component=False,
     refine=None,
     component_rule="largest",
+    flip_tta=False,
 ):
-    """Writes a SavedModel with the `serving_default`, `serving_flip_tta`, `serving_encoded` and
-    `serving_encoded_probabilities` signatures in TF Serving layout.
+    """Writes a SavedModel with the `serving_default`, `serving_single_pass`, `serving_flip_tta`,
+    `serving_encoded` and `serving_encoded_probabilities` signatures in TF Serving layout.
 
     Args:
         model: Keras model taking float32 `(B, S, S, 3)` images in [0, 1] and returning logits
@@ -351,6 +363,8 @@ def export_for_serving(
         largest_component: the `mask` outputs keep only the largest lesion, its holes filled.
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
         component_rule: which component is the lesion where one is kept (`serving_function`).
+        flip_tta: `serving_default` and the encoded signatures average the image and its two
+            flips, as `serving_flip_tta` does; else they make one pass, as `serving_single_pass`.
 
     Returns:
         The version directory written, as a `pathlib.Path`.
@@ -372,7 +386,14 @@ def export_for_serving(
         )
     with versions.staging(model_dir) as staged:
         write_saved_model(
-            model, staged, image_size, threshold, largest_component, refine, component_rule
+            model,
+            staged,
+            image_size,
+            threshold,
+            largest_component,
+            refine,
+            component_rule,
+            flip_tta,
         )
         return versions.promote(staged, version)
 
@@ -401,8 +422,9 @@ def write_saved_model(
     largest_component=False,
     refine=None,
     component_rule="largest",
+    flip_tta=False,
 ):
-    """Writes the serving SavedModel of `model`, with its four signatures, to `path` (no version
+    """Writes the serving SavedModel of `model`, with its five signatures, to `path` (no version
     logic, no checks).
 
     Args:
@@ -413,6 +435,7 @@ def write_saved_model(
         largest_component: the `mask` outputs keep only the largest lesion, its holes filled.
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
         component_rule: which component is the lesion where one is kept (`serving_function`).
+        flip_tta: the default and encoded signatures average the image and its two flips.
     """
     model = folding.fold_batch_normalization(model)
     options = dict(
@@ -424,15 +447,19 @@ def write_saved_model(
     # No `archive.track(model)`: the endpoints' variables are tracked anyway, and tracking the
     # model as well wrote every weight twice (under `variables` and `_all_variables`).
     archive = keras.export.ExportArchive()
-    for name, flip_tta in ((SIGNATURE, False), (FLIP_TTA_SIGNATURE, True)):
+    for name, flips in (
+        (SIGNATURE, flip_tta),
+        (SINGLE_PASS_SIGNATURE, False),
+        (FLIP_TTA_SIGNATURE, True),
+    ):
         archive.add_endpoint(
             name,
-            serving_function(model, image_size, flip_tta=flip_tta, **options),
+            serving_function(model, image_size, flip_tta=flips, **options),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
         )
     # One image at a time, traced once and called by both encoded signatures.
     one_image = tf.function(
-        serving_function(model, image_size, **options),
+        serving_function(model, image_size, flip_tta=flip_tta, **options),
         input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
         autograph=False,
     )

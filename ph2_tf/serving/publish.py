@@ -186,6 +186,7 @@ def candidate_score(
     largest_component=False,
     refine=None,
     component_rule="largest",
+    flip_tta=False,
     data_dir=None,
     manual_dir=None,
     cases=None,
@@ -200,6 +201,8 @@ def candidate_score(
         refine: None, or the refining second pass's context (`export --refine`).
         component_rule: which component is the lesion where one is kept (`export
             --component-rule`).
+        flip_tta: the default signature averages the image and its two flips (`export
+            --flip-tta`).
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
         cases: None, or the `external.Case`s of a selection folder to score on instead of PH2
@@ -214,7 +217,14 @@ def candidate_score(
     with tempfile.TemporaryDirectory() as scratch:
         version_dir = Path(scratch) / "candidate"
         export.write_saved_model(
-            model, version_dir, image_size, threshold, largest_component, refine, component_rule
+            model,
+            version_dir,
+            image_size,
+            threshold,
+            largest_component,
+            refine,
+            component_rule,
+            flip_tta,
         )
         if cases is None:
             return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
@@ -294,7 +304,8 @@ def serving_options(version_dir):
 
     Returns:
         `{"threshold": float, "largest_component": bool, "refine": float or None}` as
-        exported, with `"component_rule"` when it is not the largest (no "refine" for a version
+        exported, with `"component_rule"` when it is not the largest and `"flip_tta": true`
+        when the default signature averages flips (no "refine" for a version
         exported before refinement existed), or `{}` for a
         version published before this was recorded (its graph only thresholds).
     """
@@ -385,6 +396,7 @@ def publish(
     largest_component=False,
     refine=None,
     component_rule="largest",
+    flip_tta=False,
     force=False,
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
@@ -414,6 +426,8 @@ def publish(
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
         component_rule: which component is the lesion where one is kept (`export
             --component-rule`).
+        flip_tta: the default signature averages the image and its two flips (`export
+            --flip-tta`).
         force: publish even if not better than the served version.
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
@@ -438,7 +452,14 @@ def publish(
     sets = selection_sets(**common, selection_dirs=selection_dirs)
     with versions.staging(model_dir) as staged:
         export.write_saved_model(
-            model, staged, image_size, threshold, largest_component, refine, component_rule
+            model,
+            staged,
+            image_size,
+            threshold,
+            largest_component,
+            refine,
+            component_rule,
+            flip_tta,
         )
         candidate = per_image_jaccard(staged, sets)
         served = versions.served_versions(model_dir)
@@ -485,6 +506,7 @@ def export_measured(
     largest_component=False,
     refine=None,
     component_rule="largest",
+    flip_tta=False,
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
@@ -506,6 +528,8 @@ def export_measured(
         refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
         component_rule: which component is the lesion where one is kept (`export
             --component-rule`).
+        flip_tta: the default signature averages the image and its two flips (`export
+            --flip-tta`).
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
@@ -525,7 +549,14 @@ def export_measured(
     export.check_finite(model)
     with versions.staging(model_dir) as staged:
         export.write_saved_model(
-            model, staged, image_size, threshold, largest_component, refine, component_rule
+            model,
+            staged,
+            image_size,
+            threshold,
+            largest_component,
+            refine,
+            component_rule,
+            flip_tta,
         )
         write_metrics(staged, source, data_dir=data_dir, manual_dir=manual_dir)
         path = versions.promote(staged, version)

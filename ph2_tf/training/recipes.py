@@ -52,6 +52,8 @@ The format (every key below is checked; any other key is refused):
     "refine": 1.5,                 # optional: a second pass around the lesion (default none)
     "component_rule": "largest",   # optional: "largest" (default) or "most_confident", the
                                    #   component kept as the lesion
+    "flip_tta": false,             # optional: the default signature averages the image and
+                                   #   its two flips (default false, one pass)
     "notes": ["..."]
   },
   "notes": ["..."]                 # what the records cannot say, and how they were read
@@ -146,6 +148,7 @@ class Export:
             (`ph2_tf.serving.refinement`).
         component_rule: which component is the lesion where one is kept, a name of
             `ph2_tf.serving.components.COMPONENT_RULES`.
+        flip_tta: the default signature averages the image and its two flips.
         notes: what the records say about the export.
     """
 
@@ -154,6 +157,7 @@ class Export:
     largest_component: bool
     refine: float | None = None
     component_rule: str = "largest"
+    flip_tta: bool = False
     notes: tuple = ()
 
 
@@ -422,7 +426,7 @@ def _read_export(reader, fields):
         "export",
         fields,
         ("model_name", "threshold", "largest_component"),
-        ("refine", "component_rule", "notes"),
+        ("refine", "component_rule", "flip_tta", "notes"),
     )
     model_name = reader.text("export.model_name", fields["model_name"])
     if "/" in model_name:
@@ -436,11 +440,9 @@ def _read_export(reader, fields):
         reader.fail(
             "export.threshold", f"must be a number strictly between 0 and 1, received {threshold!r}"
         )
-    if not isinstance(fields["largest_component"], bool):
-        reader.fail(
-            "export.largest_component",
-            f"must be true or false, received {fields['largest_component']!r}",
-        )
+    for flag in ("largest_component", "flip_tta"):
+        if not isinstance(fields.get(flag, False), bool):
+            reader.fail(f"export.{flag}", f"must be true or false, received {fields[flag]!r}")
     refine = fields.get("refine")
     if refine is not None and (
         isinstance(refine, bool) or not isinstance(refine, (int, float)) or not 1 <= refine < inf
@@ -458,6 +460,7 @@ def _read_export(reader, fields):
         largest_component=fields["largest_component"],
         refine=None if refine is None else float(refine),
         component_rule=component_rule,
+        flip_tta=fields.get("flip_tta", False),
         notes=reader.notes("export.notes", fields.get("notes", [])),
     )
 
