@@ -1,13 +1,14 @@
 """Latency (p50/p95 ms) of a SavedModel on one 768x560 uint8 image, with and without flip TTA.
 
-Times single-image calls of `serving_default` and of `serving_flip_tta` (flip test-time
-augmentation) after `--warmup` untimed ones, resizing inside the graph included. Either of an
-exported model (`--saved-model`), or of an untrained model of a profile's size exported to a
-temporary directory with `ph2_tf.serving.export.export_for_serving` (weights do not change the
-cost). The image is uniform noise unless `--image` names a file: a graph exported with
-`--largest-component` costs more on a mask in many pieces, which noise can give, so time such
-a model on a real image as well. Run from the repository root on a quiet machine; pin the cores
-with `taskset -c 0,1` to measure "2 CPU cores" on a larger machine:
+Times single-image calls of `serving_default`, of `serving_single_pass` where the SavedModel has it,
+and of `serving_flip_tta` (flip test-time augmentation) after `--warmup` untimed ones, resizing
+inside the graph included. Either of an exported model (`--saved-model`), or of an untrained model
+of a profile's size exported to a temporary directory with
+`ph2_tf.serving.export.export_for_serving` (weights do not change the cost). The image is uniform
+noise unless `--image` names a file: a graph exported with `--largest-component` costs more on a
+mask in many pieces, which noise can give, so time such a model on a real image as well. Run from
+the repository root on a quiet machine; pin the cores with `taskset -c 0,1` to measure "2 CPU cores"
+on a larger machine:
 
     PYTHONPATH=. python benchmarks/serving_latency.py --profile small --model unet
     PYTHONPATH=. python benchmarks/serving_latency.py --saved-model saved_models/ph2_unet
@@ -36,6 +37,7 @@ from ph2_tf.serving.export import (  # noqa: E402
     FLIP_TTA_SIGNATURE,
     INPUT_NAME,
     SIGNATURE,
+    SINGLE_PASS_SIGNATURE,
     export_for_serving,
 )
 from ph2_tf.training.profiles import PROFILES  # noqa: E402
@@ -68,7 +70,7 @@ def measure(path, label, args):
     runs = f"{args.runs} runs after {args.warmup} warm-up"
     print(f"{label}; {width}x{height} uint8 input ({what}), {runs}")
     print(f"  TensorFlow {tf.__version__}, {len(os.sched_getaffinity(0))} CPU cores available")
-    for name in (SIGNATURE, FLIP_TTA_SIGNATURE):
+    for name in (SIGNATURE, SINGLE_PASS_SIGNATURE, FLIP_TTA_SIGNATURE):
         if name not in loaded.signatures:
             print(f"  {name}: not in this SavedModel")
             continue

@@ -444,7 +444,6 @@ def test_soup_and_export_with_config_refuse_what_contradicts_the_recipe(capsys, 
         (["--threshold", "0.6"], "--threshold 0.6 contradicts"),
         (["--refine", "2"], "--refine 2.0 contradicts"),
         (["--component-rule", "most_confident"], "--component-rule most_confident contradicts"),
-        (["--flip-tta"], "--flip-tta contradicts"),
     ]:
         status, err = error_line(capsys, [*export, *flags])
         assert status == 2 and err.startswith("python -m ph2_tf export: error: ") and message in err
@@ -453,6 +452,11 @@ def test_soup_and_export_with_config_refuse_what_contradicts_the_recipe(capsys, 
         capsys, ["export", "--config", str(plain), "--run-dir", "x", "--largest-component"]
     )
     assert status == 2 and "--largest-component contradicts" in err
+    one_pass = str(write_recipe(tmp_path))  # no flip_tta: one pass
+    status, err = error_line(
+        capsys, ["export", "--config", one_pass, "--run-dir", "x", "--flip-tta"]
+    )
+    assert status == 2 and f"--flip-tta contradicts {one_pass}, whose export sets flip_tta" in err
     assert not (tmp_path / "soup").exists()
 
 

@@ -389,7 +389,7 @@ def _recipe_lines(source, config):
         yield (
             "- Flip test-time augmentation: yes (`serving_default` averages the probabilities of "
             "the image and of its left-right and up-down flips in every pass; "
-            "`serving_single_pass` makes one, about three times faster)."
+            "`serving_single_pass` makes one, in under half the time)."
         )
     ingredient_configs = [soup.get("configs", {}).get(name) for name in ingredients]
     configs = (
