@@ -11,7 +11,10 @@ from ph2_tf.data.external import Case
 from ph2_tf.evaluation.metrics import per_image_scores
 from ph2_tf.experiments import multi_scale, selection_sets, threshold_choice
 from ph2_tf.serving import refinement
-from ph2_tf.serving.postprocessing import largest_component_filled
+from ph2_tf.serving.postprocessing import (
+    largest_component_filled,
+    most_confident_component_filled,
+)
 
 
 def contrast(image):
@@ -127,6 +130,23 @@ def test_each_threshold_locates_and_masks_at_that_threshold(context):
     assert jaccards["threshold_0.7"]["ramp"] < jaccards["threshold_0.55"]["ramp"] < 1.0
 
 
+def test_the_baseline_is_the_served_threshold_and_component_rule():
+    image = ramp_image()
+    image[5:12, 5:12] = 255  # a small, sure second component beside the ramp
+    truth = contrast(image) >= 0.5
+    case = Case("ramp", image, truth)
+    jaccards = threshold_choice.threshold_jaccards(contrast, None, [case], 0.4, "most_confident")
+    assert list(jaccards) == ["served", "threshold_0.3", "threshold_0.45", "threshold_0.55",
+                              "threshold_0.6", "threshold_0.7"]  # fmt: skip
+    for lever, threshold in (("served", 0.4), ("threshold_0.6", 0.6)):
+        probability = contrast(image)
+        mask = most_confident_component_filled(probability >= threshold, probability)
+        expected = per_image_scores([truth], [mask])["jaccard"][0]
+        assert jaccards[lever]["ramp"] == pytest.approx(expected)
+    largest = threshold_choice.threshold_jaccards(contrast, None, [case], 0.4)
+    assert largest["served"]["ramp"] != jaccards["served"]["ramp"]  # the rule matters here
+
+
 def test_served_context_is_read_from_the_version_record(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"source": {"serving": {"refine": 1.5}}}))
     assert multi_scale.served_context(tmp_path) == 1.5
@@ -206,7 +226,7 @@ def test_a_runner_scores_every_set_and_threshold_of_a_published_version(
     )
     printed = capsys.readouterr().out
     assert printed.startswith(f"python -m ph2_tf.experiments.threshold_choice {version} ")
-    assert f"## {version} (served refinement: None)" in printed
+    assert f"## {version} (served: threshold 0.5, one pass)" in printed
     record = json.loads((output / "per_image.json").read_text())
     assert record["levers"] == [
         "served",
@@ -221,3 +241,38 @@ def test_a_runner_scores_every_set_and_threshold_of_a_published_version(
     decided = [line for line in printed.splitlines() if line.startswith("- threshold_")]
     assert len(decided) == len(threshold_choice.THRESHOLDS)
     assert (output / "output.txt").read_text().startswith(printed.splitlines()[0])
+
+
+def test_a_version_served_with_flips_is_scored_on_the_flip_average(tmp_path):
+    from small_lesion_levers_test import published_tiny_unet
+
+    from ph2_tf.evaluation import scoring
+    from ph2_tf.experiments.postprocessing_choice import flip_averaged
+
+    version, model = published_tiny_unet(tmp_path / "saved_models")
+    metrics = json.loads((version / "metrics.json").read_text())
+    serving = {"threshold": 0.55, "largest_component": True, "refine": None, "flip_tta": True}
+    metrics["source"]["serving"] = serving
+    (version / "metrics.json").write_text(json.dumps(metrics))
+    score, suffix = threshold_choice.score_version(version)
+    assert "'flip_tta': True" in suffix
+    # Noise, whose masks fall in pieces that flips rearrange: the largest piece differs.
+    rng = np.random.default_rng(0)
+    truth = np.zeros((40, 50), bool)
+    truth[10:30, 15:40] = True
+    cases = [
+        Case(f"noise{k}", rng.integers(0, 256, (40, 50, 3), np.uint8), truth) for k in range(4)
+    ]
+    jaccards = score(cases)
+    assert "threshold_0.55" not in jaccards and "threshold_0.6" in jaccards
+    one_pass = scoring.keras_predictor(model, 32)
+
+    def reference(predict, image, truth):
+        return per_image_scores([truth], [refinement.served_mask(predict, image, 0.55)])["jaccard"]
+
+    differs = False
+    for image_id, image, truth in cases:
+        served = jaccards["served"][image_id]
+        assert served == pytest.approx(reference(flip_averaged(one_pass), image, truth)[0])
+        differs |= served != pytest.approx(reference(one_pass, image, truth)[0])
+    assert differs  # one pass would have scored otherwise: the test tells them apart
