@@ -285,13 +285,10 @@ def test_load_published_model_rebuilds_the_served_segnet():
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     images = tf.constant(np.random.default_rng(1).integers(0, 256, (1, 300, 400, 3), np.uint8))
     served = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE](images=images)
-    options = publish.serving_options(version_dir)  # the served graph's refinement included
-    rebuilt = export.serving_function(
-        model,
-        source["config"]["image_size"],
-        options["threshold"],  # which also locates the lesion for the refining pass
-        refine=options.get("refine"),
-    )(images)
+    # The served graph's options: its threshold, which also locates the lesion for the refining
+    # pass, the refinement, and since version 14 the flips.
+    options = publish.serving_options(version_dir)
+    rebuilt = export.serving_function(model, source["config"]["image_size"], **options)(images)
     np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], atol=1e-6)
 
 
