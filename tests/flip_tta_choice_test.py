@@ -1,8 +1,6 @@
 """Tests of ph2_tf.experiments.flip_tta_choice: each lever scores its own exported signature,
 checked against the flip average computed from the Keras model, and the runner's arguments."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -23,33 +21,19 @@ def flip_averaged_mask(predict, image, threshold=0.5):
 def test_each_lever_is_its_signature_scored_against_the_keras_models_flips(
     ph2_dummy, tmp_path, capsys
 ):
-    from external_test import _write_case
-    from small_lesion_levers_test import published_tiny_unet
+    from small_lesion_levers_test import run_on_a_published_tiny_unet
 
-    version, model = published_tiny_unet(tmp_path / "saved_models")
-    select = tmp_path / "select"
-    for index in range(3):
-        _write_case(select, f"ISIC_{index}", size=(40 + index, 30))
-    output = tmp_path / "out"
-    flip_tta_choice.main(
-        [
-            str(version),
-            "--data-dir",
-            ph2_dummy.data_dir,
-            "--isic-select",
-            str(select),
-            "--output-dir",
-            str(output),
-        ]  # fmt: skip
+    version, model, record, written = run_on_a_published_tiny_unet(
+        flip_tta_choice, ph2_dummy, tmp_path
     )
     printed = capsys.readouterr().out
     assert printed.startswith(f"python -m ph2_tf.experiments.flip_tta_choice {version} ")
-    record = json.loads((output / "per_image.json").read_text())
     assert record["levers"] == ["served", "flip_tta"]
     by_set = record["jaccard"][str(version)]
     assert set(by_set) == set(selection_sets.SET_LABELS)
     assert len(by_set["isic2017_select"]["flip_tta"]) == 3
     assert len([line for line in printed.splitlines() if line.startswith("- flip_tta: ")]) == 1
+    assert written.startswith(printed.splitlines()[0])
 
     predict = scoring.keras_predictor(model, 32)
     validation = by_set["ph2_validation"]

@@ -205,29 +205,14 @@ def test_the_model_table_gives_each_levers_mean_and_paired_gain_over_the_baselin
 def test_a_runner_scores_every_set_and_threshold_of_a_published_version(
     ph2_dummy, tmp_path, capsys
 ):
-    from external_test import _write_case
-    from small_lesion_levers_test import published_tiny_unet
+    from small_lesion_levers_test import run_on_a_published_tiny_unet
 
-    version, _ = published_tiny_unet(tmp_path / "saved_models")
-    select = tmp_path / "select"
-    for index in range(3):
-        _write_case(select, f"ISIC_{index}", size=(40 + index, 30))
-    output = tmp_path / "out"
-    threshold_choice.main(
-        [
-            str(version),
-            "--data-dir",
-            ph2_dummy.data_dir,
-            "--isic-select",
-            str(select),
-            "--output-dir",
-            str(output),
-        ]  # fmt: skip
+    version, _, record, written = run_on_a_published_tiny_unet(
+        threshold_choice, ph2_dummy, tmp_path
     )
     printed = capsys.readouterr().out
     assert printed.startswith(f"python -m ph2_tf.experiments.threshold_choice {version} ")
     assert f"## {version} (served: threshold 0.5, one pass)" in printed
-    record = json.loads((output / "per_image.json").read_text())
     assert record["levers"] == [
         "served",
         *(f"threshold_{t:g}" for t in threshold_choice.THRESHOLDS),
@@ -240,7 +225,7 @@ def test_a_runner_scores_every_set_and_threshold_of_a_published_version(
             assert all(0.0 <= value <= 1.0 for value in scores.values())
     decided = [line for line in printed.splitlines() if line.startswith("- threshold_")]
     assert len(decided) == len(threshold_choice.THRESHOLDS)
-    assert (output / "output.txt").read_text().startswith(printed.splitlines()[0])
+    assert written.startswith(printed.splitlines()[0])
 
 
 def test_a_version_served_with_flips_is_scored_on_the_flip_average(tmp_path):

@@ -76,6 +76,26 @@ def published_tiny_unet(tmp_path):
     return path, model
 
 
+def run_on_a_published_tiny_unet(runner, ph2_dummy, tmp_path):
+    """Runs a selection-set runner's `main` on `published_tiny_unet`, with the dummy PH2 data and
+    three small ISIC-layout pairs as ISIC-select.
+
+    Returns:
+        `(version directory, Keras model, the per_image.json record it wrote, its output.txt)`.
+    """
+    from external_test import _write_case
+
+    version, model = published_tiny_unet(tmp_path / "saved_models")
+    select = tmp_path / "select"
+    for index in range(3):
+        _write_case(select, f"ISIC_{index}", size=(40 + index, 30))
+    output = tmp_path / "out"
+    data = ["--data-dir", ph2_dummy.data_dir, "--isic-select", str(select)]
+    runner.main([str(version), *data, "--output-dir", str(output)])
+    record = json.loads((output / "per_image.json").read_text())
+    return version, model, record, (output / "output.txt").read_text()
+
+
 def test_the_model_rebuilt_at_another_size_has_the_published_weights(tmp_path):
     path, original = published_tiny_unet(tmp_path)
     at_training_size, training_size = levers.model_at_size(path)

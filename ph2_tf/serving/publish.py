@@ -182,31 +182,23 @@ def candidate_score(
     model,
     image_size,
     *,
-    threshold=0.5,
-    largest_component=False,
-    refine=None,
-    component_rule="largest",
-    flip_tta=False,
     data_dir=None,
     manual_dir=None,
     cases=None,
+    **serving,
 ):
     """`selection_score` of a Keras model, exported to a scratch directory for the purpose.
 
     Args:
         model: the Keras model (float32 images in [0, 1] -> logits).
         image_size: the model's training size.
-        threshold: probability at or above which the signature's `mask` is 1.
-        largest_component: the `mask` keeps only the largest lesion, its holes filled.
-        refine: None, or the refining second pass's context (`export --refine`).
-        component_rule: which component is the lesion where one is kept (`export
-            --component-rule`).
-        flip_tta: the default signature averages the image and its two flips (`export
-            --flip-tta`).
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
         cases: None, or the `external.Case`s of a selection folder to score on instead of PH2
             validation (`external.folder_cases`).
+        serving: the serving options, keyword arguments of `export.write_saved_model`
+            (`threshold`, `largest_component`, `refine`, `component_rule`, `flip_tta`), as
+            `metrics.json` records them in `source.serving`.
 
     Returns:
         The mean per-image Jaccard through the signature at original size: on PH2 validation,
@@ -216,16 +208,7 @@ def candidate_score(
 
     with tempfile.TemporaryDirectory() as scratch:
         version_dir = Path(scratch) / "candidate"
-        export.write_saved_model(
-            model,
-            version_dir,
-            image_size,
-            threshold,
-            largest_component,
-            refine,
-            component_rule,
-            flip_tta,
-        )
+        export.write_saved_model(model, version_dir, image_size, **serving)
         if cases is None:
             return selection_score(version_dir, data_dir=data_dir, manual_dir=manual_dir)
         predict = scoring.signature_predictor(_signature(version_dir), "mask")
@@ -392,17 +375,13 @@ def publish(
     model_name,
     image_size,
     source,
-    threshold=0.5,
-    largest_component=False,
-    refine=None,
-    component_rule="largest",
-    flip_tta=False,
     force=False,
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
     selection_dirs=(),
     log=print,
+    **serving,
 ):
     """Exports `model` as the next version of `model_name` if it beats the served version.
 
@@ -421,13 +400,6 @@ def publish(
         model_name: TF Serving model name (`ph2_unet`).
         image_size: the model's training size.
         source: JSON-serialisable description of the model's origin, kept in `metrics.json`.
-        threshold: probability at or above which the signatures' `mask` is 1.
-        largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
-        refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
-        component_rule: which component is the lesion where one is kept (`export
-            --component-rule`).
-        flip_tta: the default signature averages the image and its two flips (`export
-            --flip-tta`).
         force: publish even if not better than the served version.
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
@@ -435,6 +407,9 @@ def publish(
         selection_dirs: ISIC-layout folders to choose on beside PH2 validation, the first the
             selection signal, the others guards (`selection_sets`).
         log: function receiving one line of text per decision.
+        serving: the serving options, keyword arguments of `export.write_saved_model`
+            (`threshold`, `largest_component`, `refine`, `component_rule`, `flip_tta`), as
+            `metrics.json` records them in `source.serving`.
 
     Returns:
         The new version directory, or None when nothing was published.
@@ -451,16 +426,7 @@ def publish(
     common = dict(data_dir=data_dir, manual_dir=manual_dir)
     sets = selection_sets(**common, selection_dirs=selection_dirs)
     with versions.staging(model_dir) as staged:
-        export.write_saved_model(
-            model,
-            staged,
-            image_size,
-            threshold,
-            largest_component,
-            refine,
-            component_rule,
-            flip_tta,
-        )
+        export.write_saved_model(model, staged, image_size, **serving)
         candidate = per_image_jaccard(staged, sets)
         served = versions.served_versions(model_dir)
         what = f"{model_name}: {source.get('name', 'candidate')}"
@@ -502,14 +468,10 @@ def export_measured(
     image_size,
     source,
     version=None,
-    threshold=0.5,
-    largest_component=False,
-    refine=None,
-    component_rule="largest",
-    flip_tta=False,
     serving_root=versions.DOCKER_SERVING_ROOT,
     data_dir=None,
     manual_dir=None,
+    **serving,
 ):
     """Exports `model` as a version with its `metrics.json`, whatever the served version scores.
 
@@ -523,16 +485,12 @@ def export_measured(
         image_size: the model's training size.
         source: JSON-serialisable description of the model's origin, kept in `metrics.json`.
         version: positive int; the next free number when None.
-        threshold: probability at or above which the signatures' `mask` is 1.
-        largest_component: the signatures' `mask` keeps only the largest lesion, holes filled.
-        refine: None, or the context of the refining second pass (`ph2_tf.serving.refinement`).
-        component_rule: which component is the lesion where one is kept (`export
-            --component-rule`).
-        flip_tta: the default signature averages the image and its two flips (`export
-            --flip-tta`).
         serving_root: `base_dir` as the server sees it, written into `models.config`.
         data_dir: TFDS data directory.
         manual_dir: PH2 manual directory.
+        serving: the serving options, keyword arguments of `export.write_saved_model`
+            (`threshold`, `largest_component`, `refine`, `component_rule`, `flip_tta`), as
+            `metrics.json` records them in `source.serving`.
 
     Returns:
         The new version directory.
@@ -548,16 +506,7 @@ def export_measured(
     versions.require_free(model_dir, version)
     export.check_finite(model)
     with versions.staging(model_dir) as staged:
-        export.write_saved_model(
-            model,
-            staged,
-            image_size,
-            threshold,
-            largest_component,
-            refine,
-            component_rule,
-            flip_tta,
-        )
+        export.write_saved_model(model, staged, image_size, **serving)
         write_metrics(staged, source, data_dir=data_dir, manual_dir=manual_dir)
         path = versions.promote(staged, version)
         write_served_files(base_dir, model_name, serving_root)
