@@ -8,12 +8,12 @@ project's reading, preprocessing and evaluation code. The script fails if `ph2_t
 It is a script rather than a module of `ph2_tf.experiments` because `python -m` would import the
 package first.
 
-For each SavedModel and each signature (`serving_default`, and `serving_flip_tta` where
-present): mean per-image Jaccard, thresholded Jaccard and Dice of the `mask` output at original
-size, on the PH2 test split and on the ISIC-2017 images of `--isic-dir` when it exists
-(evaluation only: never trained on, never chosen on). With `--per-image`, each image's Jaccard
-too, by case id, with its lesion's share of the image (`python -m ph2_tf.experiments.lesion_share`
-tabulates those).
+For each SavedModel and each signature (`serving_default`, and `serving_single_pass` and
+`serving_flip_tta` where present): mean per-image Jaccard, thresholded Jaccard and Dice of the
+`mask` output at original size, on the PH2 test split and on the ISIC-2017 images of `--isic-dir`
+when it exists (evaluation only: never trained on, never chosen on). With `--per-image`, each
+image's Jaccard too, by case id, with its lesion's share of the image (`python -m
+ph2_tf.experiments.lesion_share` tabulates those).
 
 The thresholded Jaccard is the ISIC challenge's score (ISIC 2018 task 1), as its reference scorer
 `isic-challenge-scoring` computes it: an image's Jaccard counts when it is at least 0.65 and as 0
@@ -34,7 +34,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 ISIC_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "external" / "isic2017-dev"
-SIGNATURES = ("serving_default", "serving_flip_tta")
+SIGNATURES = ("serving_default", "serving_single_pass", "serving_flip_tta")
 # ISIC 2018 task 1: a per-image Jaccard below this counts as 0.
 ISIC_JACCARD_THRESHOLD = 0.65
 
