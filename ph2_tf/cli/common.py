@@ -98,7 +98,7 @@ def add_serving_args(parser):
         action="store_true",
         default=None,
         help="serving_default (and the encoded signatures) average the probabilities of the "
-        "image and of its two flips in every pass, as serving_flip_tta does, at about three "
+        "image and of its two flips in every pass, as serving_flip_tta does, at two to three "
         "times the latency; serving_single_pass keeps one pass (default: one pass)",
     )
 

@@ -12,11 +12,11 @@ Two more signatures have the same inputs and outputs, so that a client can choos
 
 - `serving_flip_tta` averages the probabilities of the image and its left-right and up-down flips
   in every pass (test-time augmentation: one model call on a batch three times as large), at
-  about three times the latency;
+  two to three times the latency;
 - `serving_single_pass` does not.
 
-`serving_default` is one of the two: the single pass unless exported with `flip_tta=True`
-(`export --flip-tta`), which versions chosen with flips on other clinics' images are
+`serving_default` is one of the two: the single pass, unless exported with `flip_tta=True`
+(`export --flip-tta`), as the versions chosen with flips on other clinics' images are
 (`results/flip-tta-choice/`).
 
 Two more signatures take the image files themselves, so that a client sends the compressed file
