@@ -52,8 +52,8 @@ def add_parser(commands):
     passes.add_argument(
         "--flip-tta",
         action="store_true",
-        help="average over the image and its two flips (the serving_flip_tta signature; about "
-        "3x the time of one pass; see results/flip-tta-choice/)",
+        help="average over the image and its two flips (the serving_flip_tta signature; two to "
+        "three times the time of one pass; see results/flip-tta-choice/)",
     )
     passes.add_argument(
         "--single-pass",
