@@ -35,12 +35,9 @@ import pathlib
 import sys
 
 from ph2_tf.evaluation import scoring
-from ph2_tf.evaluation.metrics import per_image_scores
-from ph2_tf.experiments import component_choice, selection_sets
-from ph2_tf.experiments.multi_scale import memoized_mean
+from ph2_tf.experiments import component_choice, selection_sets, threshold_choice
 from ph2_tf.experiments.selection_sets import BASELINE
 from ph2_tf.experiments.small_lesion_levers import model_at_size
-from ph2_tf.serving import refinement
 
 OUTPUT_DIR = component_choice.OUTPUT_DIR / "served"
 CANDIDATE = "highest_mean_probability"
@@ -61,15 +58,8 @@ KEEP = {BASELINE: "largest", CANDIDATE: "most_confident"}
 def component_jaccards(predict, serving, cases):
     """`{lever: {image_id: Jaccard}}` of `KEEP`'s rules, each at both places of the served
     computation `serving` (`threshold`, `refine`: the context, or None)."""
-    threshold, context = serving["threshold"], serving.get("refine")
-    jaccards = {}
-    for image_id, image, truth in cases:
-        at_training_size = memoized_mean([predict])  # each window's pass once per image
-        for lever, rule in KEEP.items():
-            mask = refinement.served_mask(at_training_size, image, threshold, context, rule)
-            jaccard = per_image_scores([truth], [mask])["jaccard"][0]
-            jaccards.setdefault(lever, {})[image_id] = float(jaccard)
-    return jaccards
+    levers = {lever: (serving["threshold"], rule) for lever, rule in KEEP.items()}
+    return threshold_choice.served_mask_jaccards(predict, serving.get("refine"), cases, levers)
 
 
 def score_version(path):

@@ -58,21 +58,27 @@ RULES = {
 }
 
 
+def served_mask_jaccards(predict, context, cases, levers):
+    """`{lever: {image_id: Jaccard}}` of the served computation (`refinement.served_mask`) with
+    each lever's `(threshold, component rule)`; the levers share the model's passes."""
+    jaccards = {lever: {} for lever in levers}
+    for image_id, image, truth in cases:
+        at_training_size = memoized_mean([predict])  # each window's pass once per image
+        for lever, (threshold, rule) in levers.items():
+            mask = refinement.served_mask(at_training_size, image, threshold, context, rule)
+            jaccards[lever][image_id] = float(per_image_scores([truth], [mask])["jaccard"][0])
+    return jaccards
+
+
 def threshold_jaccards(predict, context, cases, served_threshold=scoring.THRESHOLD, rule="largest"):
     """`{lever: {image_id: Jaccard}}`: the served computation at `served_threshold` and at each
-    other threshold, keeping `rule`'s component (`refinement.served_mask`)."""
-    levers = {
+    other threshold, keeping `rule`'s component."""
+    thresholds = {
         BASELINE: served_threshold,
         **{f"threshold_{t:g}": t for t in THRESHOLDS if t != served_threshold},
     }
-    jaccards = {}
-    for image_id, image, truth in cases:
-        at_training_size = memoized_mean([predict])  # each window's pass once per image
-        for lever, threshold in levers.items():
-            mask = refinement.served_mask(at_training_size, image, threshold, context, rule)
-            jaccard = per_image_scores([truth], [mask])["jaccard"][0]
-            jaccards.setdefault(lever, {})[image_id] = float(jaccard)
-    return jaccards
+    levers = {lever: (threshold, rule) for lever, threshold in thresholds.items()}
+    return served_mask_jaccards(predict, context, cases, levers)
 
 
 def score_version(path):
