@@ -1,0 +1,120 @@
+"""Where the served models lose Jaccard on ISIC-select: masks too large, too small, or missed.
+
+For each published version, through its `serving_default` signature at original size, on the
+ISIC-select images: each image's Jaccard, and whether its mask is larger or smaller than the
+true lesion. An image's shortfall is 1 − Jaccard; the tables split the summed shortfall, divided
+by the number of images (so the parts add up to 1 − the mean Jaccard), between:
+- `missed`: Jaccard under 0.05 (no overlap to speak of; the component kept is not the lesion,
+  or nothing is marked);
+- `too large`: the mask covers more pixels than the lesion;
+- `too small`: the mask covers fewer.
+
+For two versions it also lists the images where the first trails the second most, with each
+mask's precision (share of the mask that is lesion) and recall (share of the lesion masked), and
+the mean probability inside the lesion and in the mask outside it.
+
+    python results/isic-select-failure-modes/failure_modes.py \\
+        --isic-select ../shared/external/isic2017-select \\
+        saved_models/ph2_unet/10 saved_models/ph2_segnet/14
+"""
+
+import argparse
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+from ph2_tf.data import external
+
+MISSED = 0.05
+LISTED = 12
+
+
+def image_record(serve, case):
+    outputs = serve(images=tf.constant(case.image[None]))
+    mask = outputs["mask"].numpy()[0, ..., 0] > 0
+    probability = outputs["probabilities"].numpy()[0, ..., 0]
+    truth = case.mask
+    overlap, union = (mask & truth).sum(), (mask | truth).sum()
+    false_positive = mask & ~truth
+    return {
+        "jaccard": overlap / union if union else 1.0,
+        "precision": overlap / mask.sum() if mask.any() else float("nan"),
+        "recall": overlap / truth.sum(),
+        "area_ratio": mask.sum() / truth.sum(),
+        "probability_in_lesion": probability[truth].mean(),
+        "probability_outside_in_mask": (
+            probability[false_positive].mean() if false_positive.any() else float("nan")
+        ),
+    }
+
+
+def mode(record):
+    if record["jaccard"] < MISSED:
+        return "missed"
+    return "too large" if record["area_ratio"] > 1 else "too small"
+
+
+def shortfall_table(records_by_version):
+    lines = [
+        "| version | mean Jaccard | shortfall: missed | too large | too small "
+        "| images missed / too large / too small |",
+        "|---|---|---|---|---|---|",
+    ]
+    for version, records in records_by_version.items():
+        count = len(records)
+        parts = {name: [] for name in ("missed", "too large", "too small")}
+        for record in records.values():
+            parts[mode(record)].append(1 - record["jaccard"])
+        mean = np.mean([record["jaccard"] for record in records.values()])
+        shares = " | ".join(f"{sum(values) / count:.4f}" for values in parts.values())
+        counts = " / ".join(str(len(values)) for values in parts.values())
+        lines.append(f"| `{version}` | {mean:.4f} | {shares} | {counts} |")
+    return lines
+
+
+def trailing_table(first, second, records_by_version):
+    a, b = records_by_version[first], records_by_version[second]
+    gaps = sorted(a, key=lambda image_id: a[image_id]["jaccard"] - b[image_id]["jaccard"])
+    lines = [
+        f"Images where `{first}` trails `{second}` most (Jaccard, precision, recall, mask area "
+        "over lesion area; mean probability in the lesion, and in the mask outside it):",
+        "",
+        "| image | Jaccard | precision | recall | area ratio | p in lesion | p outside, in mask "
+        "| other's Jaccard | other's area ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for image_id in gaps[:LISTED]:
+        r, o = a[image_id], b[image_id]
+        lines.append(
+            f"| {image_id} | {r['jaccard']:.3f} | {r['precision']:.2f} | {r['recall']:.2f} "
+            f"| {r['area_ratio']:.2f} | {r['probability_in_lesion']:.2f} "
+            f"| {r['probability_outside_in_mask']:.2f} | {o['jaccard']:.3f} "
+            f"| {o['area_ratio']:.2f} |"
+        )
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("versions", nargs="+", help="published version directories")
+    parser.add_argument("--isic-select", required=True, help="the ISIC-select folder")
+    args = parser.parse_args()
+    cases = external.folder_cases(args.isic_select)
+    if not cases:
+        parser.error(f"--isic-select: no images in {args.isic_select}")
+    records_by_version = {}
+    for version in args.versions:
+        serve = tf.saved_model.load(version).signatures["serving_default"]
+        records_by_version[version] = {case.image_id: image_record(serve, case) for case in cases}
+    print(f"ISIC-select: {len(cases)} images, each version's serving_default at original size")
+    print()
+    print("\n".join(shortfall_table(records_by_version)))
+    for first, second in itertools.pairwise(args.versions):
+        for pair in ((first, second), (second, first)):
+            print()
+            print("\n".join(trailing_table(*pair, records_by_version)))
+
+
+if __name__ == "__main__":
+    main()
