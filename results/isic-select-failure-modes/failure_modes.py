@@ -9,11 +9,18 @@ by the number of images (so the parts add up to 1 − the mean Jaccard), between
 - `too large`: the mask covers more pixels than the lesion;
 - `too small`: the mask covers fewer.
 
+With `--data-dir`, the same masks' balance on PH2 validation beside ISIC-select: median area
+ratio, precision and recall, and how many masks are smaller or larger than the lesion, to tell a
+model's error from a difference in how the two sets' lesions were outlined; and the mean Jaccard
+each set would have if every mask were grown by `GROWTHS` of its equivalent radius (the radius
+of a disc of its area), a Euclidean margin: what a wider outline would gain on one set and cost
+on the other.
+
 For two versions it also lists the images where the first trails the second most, with each
 mask's precision (share of the mask that is lesion) and recall (share of the lesion masked), and
 the mean probability inside the lesion and in the mask outside it.
 
-    python results/isic-select-failure-modes/failure_modes.py \\
+    python results/isic-select-failure-modes/failure_modes.py --data-dir /tmp/tfds \\
         --isic-select ../shared/external/isic2017-select \\
         saved_models/ph2_unet/10 saved_models/ph2_segnet/14
 """
@@ -23,11 +30,24 @@ import itertools
 
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage
 
 from ph2_tf.data import external
 
 MISSED = 0.05
+GROWTHS = (0.03, 0.06)
 LISTED = 12
+
+
+def jaccard(mask, truth):
+    union = (mask | truth).sum()
+    return (mask & truth).sum() / union if union else 1.0
+
+
+def grown(mask, fraction):
+    """`mask` with every pixel within `fraction` of its equivalent radius added."""
+    radius = fraction * np.sqrt(mask.sum() / np.pi)
+    return ndimage.distance_transform_edt(~mask) <= radius
 
 
 def image_record(serve, case):
@@ -35,10 +55,11 @@ def image_record(serve, case):
     mask = outputs["mask"].numpy()[0, ..., 0] > 0
     probability = outputs["probabilities"].numpy()[0, ..., 0]
     truth = case.mask
-    overlap, union = (mask & truth).sum(), (mask | truth).sum()
+    overlap = (mask & truth).sum()
     false_positive = mask & ~truth
     return {
-        "jaccard": overlap / union if union else 1.0,
+        "jaccard": jaccard(mask, truth),
+        **{f"jaccard_grown_{f:g}": jaccard(grown(mask, f), truth) for f in GROWTHS},
         "precision": overlap / mask.sum() if mask.any() else float("nan"),
         "recall": overlap / truth.sum(),
         "area_ratio": mask.sum() / truth.sum(),
@@ -73,6 +94,31 @@ def shortfall_table(records_by_version):
     return lines
 
 
+def balance_table(records_by_set):
+    lines = [
+        "| version | set | images | median area ratio | median precision | median recall "
+        "| masks smaller / larger than the lesion | mean Jaccard | "
+        + " | ".join(f"grown by {f:.0%} of the radius" for f in GROWTHS)
+        + " |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(GROWTHS),
+    ]
+    for (version, set_name), records in records_by_set.items():
+        ratios = np.array([record["area_ratio"] for record in records.values()])
+        precision = np.nanmedian([record["precision"] for record in records.values()])
+        recall = np.median([record["recall"] for record in records.values()])
+        lines.append(
+            f"| `{version}` | {set_name} | {len(records)} | {np.median(ratios):.3f} "
+            f"| {precision:.3f} | {recall:.3f} | {(ratios < 1).sum()} / {(ratios > 1).sum()} "
+            f"| {np.mean([record['jaccard'] for record in records.values()]):.4f} | "
+            + " | ".join(
+                f"{np.mean([record[f'jaccard_grown_{f:g}'] for record in records.values()]):.4f}"
+                for f in GROWTHS
+            )
+            + " |"
+        )
+    return lines
+
+
 def trailing_table(first, second, records_by_version):
     a, b = records_by_version[first], records_by_version[second]
     gaps = sorted(a, key=lambda image_id: a[image_id]["jaccard"] - b[image_id]["jaccard"])
@@ -99,17 +145,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("versions", nargs="+", help="published version directories")
     parser.add_argument("--isic-select", required=True, help="the ISIC-select folder")
+    parser.add_argument("--data-dir", help="TFDS data directory holding ph2/original")
     args = parser.parse_args()
     cases = external.folder_cases(args.isic_select)
     if not cases:
         parser.error(f"--isic-select: no images in {args.isic_select}")
-    records_by_version = {}
+    ph2_validation = (
+        external.ph2_cases("validation", data_dir=args.data_dir) if args.data_dir else []
+    )
+    records_by_version, records_by_set = {}, {}
     for version in args.versions:
         serve = tf.saved_model.load(version).signatures["serving_default"]
         records_by_version[version] = {case.image_id: image_record(serve, case) for case in cases}
+        if ph2_validation:
+            records_by_set[version, "PH2 validation"] = {
+                case.image_id: image_record(serve, case) for case in ph2_validation
+            }
+        records_by_set[version, "ISIC-select"] = records_by_version[version]
     print(f"ISIC-select: {len(cases)} images, each version's serving_default at original size")
     print()
     print("\n".join(shortfall_table(records_by_version)))
+    print()
+    print("\n".join(balance_table(records_by_set)))
     for first, second in itertools.pairwise(args.versions):
         for pair in ((first, second), (second, first)):
             print()
