@@ -9,24 +9,25 @@ by the number of images (so the parts add up to 1 − the mean Jaccard), between
 - `too large`: the mask covers more pixels than the lesion;
 - `too small`: the mask covers fewer.
 
-With `--data-dir`, the same masks' balance on PH2 validation beside ISIC-select: median area
-ratio, precision and recall, and how many masks are smaller or larger than the lesion, to tell a
-model's error from a difference in how the two sets' lesions were outlined; and the mean Jaccard
-each set would have if every mask were grown by `GROWTHS` of its equivalent radius (the radius
-of a disc of its area), a Euclidean margin: what a wider outline would gain on one set and cost
-on the other.
+A second table gives the masks' balance on each set: ISIC-select, PH2 validation with
+`--data-dir`, ISIC-2017 dev with `--isic-dev` (evaluation only: reported, never chosen on). It
+has the median area ratio, precision and recall, and how many masks are smaller or larger than
+the lesion, to tell a model's error from a difference in how the sets' lesions were outlined.
+It also has the mean Jaccard each set would have if every mask were grown by `GROWTHS` of its
+equivalent radius (the radius of a disc of its area), a Euclidean margin: what a wider outline
+would gain on one set and cost on another.
 
-For two versions it also lists the images where the first trails the second most, with each
-mask's precision (share of the mask that is lesion) and recall (share of the lesion masked), and
-the mean probability inside the lesion and in the mask outside it.
+For the first two versions it also lists the images where either trails the other most, with
+each mask's precision (share of the mask that is lesion) and recall (share of the lesion
+masked), and the mean probability inside the lesion and in the mask outside it.
 
     python results/isic-select-failure-modes/failure_modes.py --data-dir /tmp/tfds \\
         --isic-select ../shared/external/isic2017-select \\
-        saved_models/ph2_unet/10 saved_models/ph2_segnet/14
+        --isic-dev ../shared/external/isic2017-dev \\
+        saved_models/ph2_unet/10 saved_models/ph2_segnet/14 saved_models/lesion_unet/1
 """
 
 import argparse
-import itertools
 
 import numpy as np
 import tensorflow as tf
@@ -146,28 +147,33 @@ def main():
     parser.add_argument("versions", nargs="+", help="published version directories")
     parser.add_argument("--isic-select", required=True, help="the ISIC-select folder")
     parser.add_argument("--data-dir", help="TFDS data directory holding ph2/original")
+    parser.add_argument("--isic-dev", help="the ISIC-2017 dev folder (evaluation only)")
     args = parser.parse_args()
     cases = external.folder_cases(args.isic_select)
     if not cases:
         parser.error(f"--isic-select: no images in {args.isic_select}")
-    ph2_validation = (
-        external.ph2_cases("validation", data_dir=args.data_dir) if args.data_dir else []
-    )
+    sets = {"ISIC-select": cases}
+    if args.data_dir:
+        sets = {"PH2 validation": external.ph2_cases("validation", data_dir=args.data_dir), **sets}
+    if args.isic_dev:
+        sets["ISIC-2017 dev"] = external.folder_cases(args.isic_dev)
+        if not sets["ISIC-2017 dev"]:
+            parser.error(f"--isic-dev: no images in {args.isic_dev}")
     records_by_version, records_by_set = {}, {}
     for version in args.versions:
         serve = tf.saved_model.load(version).signatures["serving_default"]
-        records_by_version[version] = {case.image_id: image_record(serve, case) for case in cases}
-        if ph2_validation:
-            records_by_set[version, "PH2 validation"] = {
-                case.image_id: image_record(serve, case) for case in ph2_validation
+        for set_name, set_cases in sets.items():
+            records_by_set[version, set_name] = {
+                case.image_id: image_record(serve, case) for case in set_cases
             }
-        records_by_set[version, "ISIC-select"] = records_by_version[version]
+        records_by_version[version] = records_by_set[version, "ISIC-select"]
     print(f"ISIC-select: {len(cases)} images, each version's serving_default at original size")
     print()
     print("\n".join(shortfall_table(records_by_version)))
     print()
     print("\n".join(balance_table(records_by_set)))
-    for first, second in itertools.pairwise(args.versions):
+    if len(args.versions) >= 2:
+        first, second = args.versions[:2]
         for pair in ((first, second), (second, first)):
             print()
             print("\n".join(trailing_table(*pair, records_by_version)))
